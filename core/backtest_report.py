@@ -1,0 +1,108 @@
+"""From a BacktestCompleted event to the hub's analysis of it and its portable JSON report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.events import BacktestCompleted
+from core.metrics import CurveInput, MetricsResult, compute_metrics
+from core.pairing import Fill as PairingFill
+from core.pairing import PairingResult, pair_fifo
+
+REPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the hub computes from a backtest: metrics, PnL per fill, the curve as columns."""
+
+    metrics: MetricsResult
+    pairing: PairingResult
+    curve: NDArray[np.float64]  # shape (3, n): epoch seconds, value, benchmark (NaN = none)
+
+    @property
+    def open_positions(self) -> list[dict[str, Any]]:
+        """Positions still open at the end, opened_at as ISO 8601 like every time we show."""
+        return [{**position, "opened_at": _iso(datetime.fromtimestamp(float(position["opened_at"]), timezone.utc))}  # type: ignore[arg-type]
+                for position in self.pairing.open_positions]
+
+    @property
+    def final_value(self) -> float | None:
+        """The curve's last value."""
+        return float(self.curve[1, -1]) if self.curve.shape[1] else None
+
+
+def curve_columns(event: BacktestCompleted) -> NDArray[np.float64]:
+    """The equity curve as float64 columns, in the event's order."""
+    points = event.equity_curve
+    return np.array(
+        [[p.timestamp.timestamp() for p in points],
+         [p.value for p in points],
+         [np.nan if p.benchmark is None else p.benchmark for p in points]],
+        dtype=np.float64,
+    ).reshape(3, len(points))
+
+
+def analyse(event: BacktestCompleted) -> Analysis:
+    """Pair the fills FIFO and compute every metric (CPU work: call it off the event loop)."""
+    curve = curve_columns(event)
+    fills = [PairingFill(t.timestamp.timestamp(), t.asset, t.action, t.price, t.quantity, t.fee)
+             for t in event.trades]
+    pairing = pair_fifo(fills)
+    metrics = compute_metrics(
+        CurveInput(curve[0], curve[1], curve[2]), pairing,
+        periods_per_year=event.periods_per_year, risk_free_rate=event.risk_free_rate,
+        initial_capital=event.initial_capital,
+    )
+    return Analysis(metrics, pairing, curve)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def build_report(
+    backtest_id: int, event: BacktestCompleted, analysis: Analysis, created_at: datetime
+) -> dict[str, Any]:
+    """The report written to logs/: metadata, metrics, trade log with PnL, the curve."""
+    pnl = analysis.pairing.pnl_per_fill
+    return {
+        "report_version": REPORT_VERSION,
+        "id": backtest_id,
+        "event_id": event.event_id,
+        "strategy": event.strategy,
+        "parameters": event.parameters,
+        "start": _iso(event.start),
+        "end": _iso(event.end),
+        "initial_capital": event.initial_capital,
+        "final_value": analysis.final_value,
+        "benchmark": event.benchmark,
+        "periods_per_year": event.periods_per_year,
+        "risk_free_rate": event.risk_free_rate,
+        "created_at": _iso(created_at),
+        **analysis.metrics.as_dict(),
+        "runner": {"final_value": event.final_value, "metrics": event.metrics},
+        "open_positions": analysis.open_positions,
+        "trades": [
+            {**fill.model_dump(mode="json"), "pnl": pnl[index]}
+            for index, fill in enumerate(event.trades)
+        ],
+        "equity_curve": [point.model_dump(mode="json") for point in event.equity_curve],
+    }
+
+
+def event_from_report(report: dict[str, Any]) -> BacktestCompleted:
+    """The event a report was made from, to import it back."""
+    runner = report.get("runner") or {}
+    return BacktestCompleted.model_validate({
+        **{k: report[k] for k in ("event_id", "strategy", "parameters", "start", "end",
+                                   "initial_capital", "benchmark", "periods_per_year",
+                                   "risk_free_rate", "trades", "equity_curve")},
+        "final_value": runner.get("final_value"),
+        "metrics": runner.get("metrics"),
+    })

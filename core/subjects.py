@@ -1,0 +1,26 @@
+"""NATS subject names: the one place that spells them."""
+
+TRADES = "trades"
+BACKTESTS_COMPLETED = "backtests.completed"
+KNOWLEDGE_INDEX = "knowledge.index"
+KNOWLEDGE_SEARCH = "knowledge.search"
+PERSISTED = "hub.persisted"
+DLQ = "hub.dlq"
+
+# What the durable stream captures: everything bots publish for the hub to persist.
+STREAM_SUBJECTS = [f"{TRADES}.>", "backtests.>", KNOWLEDGE_INDEX]
+
+
+def trade_subject(asset: str) -> str:
+    """Subject a bot publishes a trade of ASSET on."""
+    return f"{TRADES}.{asset}"
+
+
+def persisted_subject(kind: str, *tokens: str) -> str:
+    """Subject the hub announces a stored record on, e.g. hub.persisted.trades.BTC."""
+    return ".".join((PERSISTED, kind, *tokens))
+
+
+def dlq_subject(subject: str) -> str:
+    """Dead-letter subject for an event rejected on SUBJECT."""
+    return f"{DLQ}.{subject}"

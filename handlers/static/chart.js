@@ -1,0 +1,139 @@
+// The equity curve against the benchmark, and its drawdown below, as two uPlot charts sharing
+// the cursor and the time range. Drag across either to zoom; double-click or "All" to reset.
+
+import { h } from "./util.js";
+
+const COLORS = { strategy: "#2563eb", benchmark: "#d97706", drawdown: "#dc2626" };
+const DAY = 86_400;
+const RANGES = [["1M", 30 * DAY], ["3M", 91 * DAY], ["6M", 182 * DAY], ["1Y", 365 * DAY]];
+const money = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
+
+/** Y ticks with as many decimals as their spacing needs (1,020 / 1,040, not 1K / 1K). */
+function valueTicks(u, ticks) {
+  const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : 1;
+  const decimals = Math.min(6, Math.max(0, -Math.floor(Math.log10(step || 1))));
+  const format = new Intl.NumberFormat("en-US", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
+  return ticks.map((t) => format.format(t));
+}
+
+/** X ticks in UTC, 24-hour, with the date (and year) where it changes. */
+function timeTicks(u, splits, axis, space, incr) {
+  let previous = "";
+  return splits.map((s) => {
+    const iso = new Date(s * 1000).toISOString();
+    const [date, year] = [iso.slice(0, 10), iso.slice(0, 4)];
+    let label;
+    if (incr >= 28 * DAY) label = iso.slice(0, 7);
+    else if (incr >= DAY) label = previous.slice(0, 4) === year ? iso.slice(5, 10) : date;
+    else label = `${iso.slice(11, 16)}${previous.slice(0, 10) === date ? "" : `\n${date}`}`;
+    previous = iso;
+    return label;
+  });
+}
+
+function timeValue(u, v) {
+  return v === null ? "—" : new Date(v * 1000).toISOString().slice(0, 16).replace("T", " ");
+}
+
+/** The curve's columns as uPlot data: x (s), strategy, rebased benchmark, drawdown (%). */
+export function chartData(curve) {
+  const x = curve.timestamp.map((t) => Date.parse(t) / 1000);
+  const value = curve.value;
+  // Rebase the benchmark to the strategy's value where the benchmark starts, so both lines
+  // start together on one axis: the gap between them is the over- or under-performance.
+  const first = curve.benchmark.findIndex((b) => b !== null && b > 0);
+  const scale = first === -1 ? null : value[first] / curve.benchmark[first];
+  const benchmark = curve.benchmark.map((b) => (b === null || scale === null ? null : b * scale));
+  let peak = -Infinity;
+  const drawdown = value.map((v) => {
+    peak = Math.max(peak, v);
+    return peak > 0 ? (v / peak - 1) * 100 : null;
+  });
+  return [x, value, benchmark, drawdown];
+}
+
+// One time range for every chart of a backtest: a zoom on one is applied to the others.
+let following = false;
+function followX(source, key, charts) {
+  if (key !== "x" || following) return;
+  following = true;
+  for (const chart of charts) {
+    if (chart !== source) chart.setScale("x", { min: source.scales.x.min, max: source.scales.x.max });
+  }
+  following = false;
+}
+
+function utc(ts) {
+  return window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC");
+}
+
+function options(width, height, charts, extra) {
+  return {
+    width, height, tzDate: utc,
+    hooks: { setScale: [(u, key) => followX(u, key, charts)] },
+    cursor: { sync: { key: "equity", setSeries: false }, drag: { x: true, y: false } },
+    legend: { live: true },
+    ...extra,
+  };
+}
+
+/** Draw the charts into CONTAINER; returns { destroy() }. */
+export function drawEquity(container, curve, benchmarkName) {
+  const uPlot = window.uPlot;
+  const data = chartData(curve);
+  const [x] = data;
+  const width = Math.max(300, container.clientWidth);
+  const hasBenchmark = data[2].some((b) => b !== null);
+  const charts = [];
+  const main = new uPlot(options(width, 300, charts, {
+    title: "Equity",
+    scales: { x: { time: true } },
+    series: [
+      { label: "Time (UTC)", value: timeValue },
+      { label: "Strategy", stroke: COLORS.strategy, width: 2, value: (u, v) => (v === null ? "—" : money.format(v)) },
+      { label: `${benchmarkName} buy & hold (rebased to the strategy's value)`, stroke: COLORS.benchmark,
+        width: 1.5, show: hasBenchmark, spanGaps: false, value: (u, v) => (v === null ? "—" : money.format(v)) },
+    ],
+    axes: [{ values: timeTicks }, { size: 72, values: valueTicks }],
+  }), data.slice(0, 3), container);
+  const under = new uPlot(options(width, 140, charts, {
+    scales: { x: { time: true } },
+    series: [
+      { label: "Time (UTC)", value: timeValue },
+      { label: "Drawdown", stroke: COLORS.drawdown, fill: "rgba(220, 38, 38, 0.18)", width: 1,
+        value: (u, v) => (v === null ? "—" : `${v.toFixed(2)}%`) },
+    ],
+    axes: [{ values: timeTicks }, { size: 72, values: (u, ticks) => valueTicks(u, ticks).map((t) => `${t}%`) }],
+  }), [x, data[3]], container);
+
+  charts.push(main, under);
+  const setRange = (min, max) => main.setScale("x", { min, max });
+
+  const first = x[0];
+  const last = x[x.length - 1];
+  const buttons = [h("button", { type: "button", onclick: () => setRange(first, last) }, "All")];
+  for (const [label, span] of RANGES) {
+    if (last - first > span) {
+      buttons.push(h("button", { type: "button", onclick: () => setRange(last - span, last) }, label));
+    }
+  }
+  container.prepend(h("div", { className: "range" }, h("span", { className: "muted" }, "Range"), ...buttons,
+    h("span", { className: "muted hint" }, "drag on the chart to zoom, double-click to reset")));
+
+  const resize = new ResizeObserver(() => {
+    const w = Math.max(300, container.clientWidth);
+    if (Math.abs(w - main.width) > 4) {
+      main.setSize({ width: w, height: 300 });
+      under.setSize({ width: w, height: 140 });
+    }
+  });
+  resize.observe(container);
+  return {
+    main, under,
+    destroy() {
+      resize.disconnect();
+      main.destroy();
+      under.destroy();
+    },
+  };
+}

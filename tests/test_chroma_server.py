@@ -1,0 +1,170 @@
+"""The knowledge base on a Chroma server (HUB_CHROMA_URL) instead of the embedded store.
+
+The server is the real one: `chroma run` from the chromadb package, on a loopback port. The hub
+passes its own vectors, so nothing here may touch Chroma's default (downloading) embedding model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from nats.aio.client import Client as Nats
+
+from bus.embedded import free_port
+from core.settings import REPO_ROOT, Settings
+from storage.embedding import Embedder
+from storage.knowledge import KnowledgeIndexer
+from storage.vectors import collection_name
+from tests.conftest import Hub, hub_settings, start_hub
+from tests.helpers import wait_until_indexed
+from tests.test_knowledge import embedder, no_default_embedding_function  # noqa: F401  (fixtures)
+
+SHIPPED = ["technical/rsi.md", "technical/macd.md", "risk/kelly-criterion.md"]
+
+
+class ChromaServer:
+    """`chroma run` on a free loopback port, storing in PATH."""
+
+    def __init__(self, path: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "chroma"), "run", "--path", str(path),
+                 "--host", "127.0.0.1", "--port", str(self.port)],
+                env=env, stdout=output, stderr=subprocess.STDOUT)
+        self.log = log
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until the server answers its heartbeat."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "chroma exited:\n" + self.log.read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        raise TimeoutError(f"no Chroma heartbeat at {self.url}")
+
+    def api(self, path: str, method: str = "GET") -> Any:
+        """Call the server's own REST API in the default tenant and database (no client library)."""
+        base = f"{self.url}/api/v2/tenants/default_tenant/databases/default_database"
+        with urllib.request.urlopen(urllib.request.Request(base + path, method=method),
+                                    timeout=10) as response:
+            return orjson.loads(response.read())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(15)
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """One Chroma server for the module."""
+    folder = tmp_path_factory.mktemp("chroma-server")
+    server = ChromaServer(folder / "db", folder / "chroma.log")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def chroma(chroma_server: ChromaServer) -> ChromaServer:
+    """The server with no collections, so tests do not see each other's vectors."""
+    for collection in chroma_server.api("/collections"):
+        chroma_server.api(f"/collections/{collection['name']}", method="DELETE")
+    return chroma_server
+
+
+def copy_shipped(knowledge: Path) -> None:
+    """A few of the repository's documents, in a knowledge folder of our own."""
+    for name in SHIPPED:
+        (knowledge / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / "knowledge" / name, knowledge / name)
+
+
+def server_counts(server: ChromaServer) -> dict[str, int]:
+    """Vectors per collection, as the server itself reports them; checks each is cosine."""
+    counts = {}
+    for collection in server.api("/collections"):
+        assert collection["configuration_json"]["hnsw"]["space"] == "cosine"
+        counts[collection["name"]] = int(server.api(f"/collections/{collection['id']}/count"))
+    return counts
+
+
+def test_indexer_stores_and_searches_through_the_server(
+    chroma: ChromaServer, tmp_path: Path, embedder: Embedder
+) -> None:
+    copy_shipped(tmp_path / "knowledge")
+    settings = Settings(data_dir=tmp_path / "data", knowledge_dir=tmp_path / "knowledge",
+                        chroma_url=chroma.url)
+    indexer = KnowledgeIndexer(settings, embedder=embedder)
+    try:
+        stats = indexer.index_all()
+        chunks = {d.domain: d.chunks for d in indexer.overview()}
+        assert stats.chunks == chunks and chunks["technical"] > 2 and chunks["risk"] > 0
+
+        # The vectors are in the server, and only there.
+        assert server_counts(chroma) == {collection_name(d): n for d, n in chunks.items() if n}
+        assert not (tmp_path / "data" / "chroma").exists()
+
+        # Dense search reads nothing but the server's vectors; hybrid adds BM25 from SQLite.
+        dense = indexer.search_dense("what RSI level means oversold", k=3)
+        assert dense and dense[0].source == "technical/rsi.md" and 0 < dense[0].score <= 1
+        hybrid = indexer.search("MACD signal line crossover", k=3)
+        assert hybrid[0].source == "technical/macd.md"
+        in_risk = indexer.search_dense("how large should a position be", domain="risk")
+        assert in_risk and {h.domain for h in in_risk} == {"risk"}
+
+        # A deleted file takes its vectors off the server.
+        (tmp_path / "knowledge" / "technical" / "macd.md").unlink()
+        indexer.index_all()
+        left = {d.domain: d.chunks for d in indexer.overview()}["technical"]
+        assert 0 < left < chunks["technical"]
+        assert server_counts(chroma)[collection_name("technical")] == left
+        assert all(h.source != "technical/macd.md"
+                   for h in indexer.search_dense("MACD signal line crossover", domain="technical"))
+    finally:
+        indexer.close()
+
+
+@pytest.fixture
+async def chroma_hub(chroma: ChromaServer, tmp_path: Path, nats_url: str, sqlite_url: str,
+                     nc: Nats) -> AsyncIterator[Hub]:
+    """A hub with HUB_CHROMA_URL set, its knowledge folder indexed at start-up."""
+    copy_shipped(tmp_path / "knowledge")
+    hub = await start_hub(hub_settings(tmp_path, nats_url, sqlite_url, chroma_url=chroma.url))
+
+    await wait_until_indexed(hub, len(SHIPPED))  # the start-up index pass
+    yield hub
+    await hub.stop()
+
+
+async def test_hub_searches_over_rest_through_the_server(chroma_hub: Hub, chroma: ChromaServer,
+                                                          tmp_path: Path) -> None:
+    overview = (await (await chroma_hub.http.get("/api/knowledge")).json())["domains"]
+    chunks = {d["domain"]: d["chunks"] for d in overview}
+    assert server_counts(chroma) == {collection_name(d): n for d, n in chunks.items() if n}
+    assert not (tmp_path / "data" / "chroma").exists()
+
+    response = await chroma_hub.http.get("/api/knowledge/search",
+                                         params={"q": "what RSI level means oversold", "k": "3"})
+    assert response.status == 200
+    results = (await response.json())["results"]
+    assert 0 < len(results) <= 3 and results[0]["source"] == "technical/rsi.md"

@@ -1,0 +1,343 @@
+"""The dashboard at /, end to end: a real hub and nats-server, driven in headless Chromium.
+
+Needs the system Chromium and Playwright's Python package (never `playwright install`):
+    apt-get install -y chromium && .venv/bin/pip install playwright
+(HUB_TEST_CHROMIUM names another Chromium binary.) Without them the tests fail, never skip.
+Screenshots of every test are saved in tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client as Nats
+
+from tests.conftest import Hub, hub_settings, start_hub
+from tests.helpers import eventually, publish_raw, publish_trade, wait_until_indexed
+from tests.test_backtests import backtest
+
+try:
+    from playwright.async_api import (
+        Browser,
+        ConsoleMessage,
+        Page,
+        async_playwright,
+        expect,
+    )
+except ImportError:  # reported as a failure by the browser fixture, never as a skip
+    async_playwright = None  # type: ignore[assignment]
+
+CHROMIUM = Path(os.environ.get("HUB_TEST_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+INSTALL = ("apt-get update && apt-get install -y chromium, then .venv/bin/pip install playwright "
+           "(never `playwright install`: the tests use the system browser)")
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+HOSTILE = "<script>alert(1)</script><b>x</b>"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless system Chromium; missing pieces fail the test with the commands that install them."""
+    if async_playwright is None:
+        pytest.fail(f"Playwright's Python package is missing: {INSTALL}")
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: {INSTALL}")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+@dataclass
+class Watched:
+    """A page with what it logged: console errors, uncaught exceptions, dialogs, requests."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+
+async def open_page(browser: Browser, hub: Hub, fragment: str = "") -> Watched:
+    """Open the dashboard of HUB and wait until its WebSocket is live (unless a token is asked)."""
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    watched = Watched(page)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            watched.errors.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: watched.errors.append(f"uncaught: {error}"))
+    page.on("request", lambda request: watched.requests.append(request.url))
+
+    async def on_dialog(dialog: Any) -> None:
+        watched.dialogs.append(dialog.message)
+        await dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    await page.goto(str(hub.http.make_url("/")) + fragment)
+    return watched
+
+
+async def live(page: Page) -> None:
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"dashboard_{name}.png"), full_page=True)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@pytest.fixture
+async def hub(nc: Nats, tmp_path: Path, nats_url: str, sqlite_url: str) -> AsyncIterator[Hub]:
+    """A hub on SQLite whose knowledge folder holds two of the shipped documents."""
+    knowledge = tmp_path / "knowledge"
+    for doc in ("technical/rsi.md", "risk/kelly-criterion.md"):
+        (knowledge / doc).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "knowledge" / doc, knowledge / doc)
+    running = await start_hub(hub_settings(tmp_path, nats_url, sqlite_url, knowledge_dir=knowledge))
+    yield running
+    await running.stop()
+
+
+async def test_page_loads_everything_from_the_hub_without_errors(browser: Browser, hub: Hub) -> None:
+    watched = await open_page(browser, hub)
+    page = watched.page
+    await live(page)
+    for tab in ("Backtests", "Knowledge", "Live"):
+        await page.get_by_role("link", name=tab).click()
+        await expect(page.locator(f"#{tab.lower()}")).to_be_visible()
+    await expect(page.locator("#live-empty")).to_be_visible()
+    await shot(page, "empty")
+    response = await hub.http.get("/")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    origin = str(hub.http.make_url("/")).rstrip("/")
+    assert watched.requests and all(url.startswith(origin) for url in watched.requests), watched.requests
+    assert any(url.endswith("/static/vendor/uPlot.iife.min.js") for url in watched.requests)
+    assert watched.errors == []
+
+
+async def test_a_published_trade_is_shown_within_a_second(browser: Browser, hub: Hub, nc: Nats) -> None:
+    watched = await open_page(browser, hub)
+    page = watched.page
+    await live(page)
+    sent = await publish_trade(nc, asset="ETH", action="SELL", timestamp=now(),
+                               reasoning="funding extreme: fading the crowd", confidence=64)
+    await expect(page.get_by_text(sent["reasoning"])).to_be_visible(timeout=1000)
+    row = page.locator("#live-rows tr").first
+    await expect(row).to_contain_text("ETH")
+    await expect(row).to_contain_text("SELL")
+    await shot(page, "live_trade")
+    assert watched.errors == []
+
+
+async def test_asset_and_action_filters(browser: Browser, hub: Hub, nc: Nats) -> None:
+    for asset, action in (("BTC", "BUY"), ("ETH", "BUY"), ("BTC", "SELL")):
+        await publish_trade(nc, asset=asset, action=action, timestamp=now(), reasoning=f"{asset} {action} call")
+    watched = await open_page(browser, hub)
+    page = watched.page
+    await live(page)
+    await expect(page.locator("#live-rows tr")).to_have_count(3)
+    await page.fill("#live-asset", "btc")
+    await expect(page.locator("#live-rows tr")).to_have_count(2)
+    await page.select_option("#live-action", "SELL")
+    await expect(page.locator("#live-rows tr")).to_have_count(1)
+    await expect(page.get_by_text("BTC SELL call")).to_be_visible()
+    await publish_trade(nc, asset="ETH", action="SELL", timestamp=now(), reasoning="ETH SELL call")
+    sent = await publish_trade(nc, asset="BTC", action="SELL", timestamp=now(), reasoning="second BTC SELL")
+    await expect(page.get_by_text(sent["reasoning"])).to_be_visible()
+    await expect(page.locator("#live-rows tr")).to_have_count(2)  # the ETH one stayed out
+    await shot(page, "filters")
+    assert watched.errors == []
+
+
+async def test_text_from_bots_is_rendered_as_text(browser: Browser, hub: Hub, nc: Nats) -> None:
+    watched = await open_page(browser, hub)
+    page = watched.page
+    await live(page)
+    await publish_trade(nc, timestamp=now(), reasoning=HOSTILE, strategy="<img src=x onerror=alert(2)>",
+                        source="<i>bot</i>")
+    await expect(page.get_by_text(HOSTILE, exact=True)).to_be_visible(timeout=1000)
+    await expect(page.get_by_text("<img src=x onerror=alert(2)>", exact=False)).to_be_visible()
+    rows = page.locator("#live-rows")
+    assert await rows.locator("b, i, img, script").count() == 0
+    await shot(page, "hostile_text")
+    assert watched.dialogs == []
+    assert watched.errors == []
+
+
+async def test_a_new_backtest_appears_and_its_chart_draws(browser: Browser, hub: Hub, nc: Nats) -> None:
+    watched = await open_page(browser, hub, "#backtests")
+    page = watched.page
+    await live(page)
+    await expect(page.locator("#bt-empty")).to_be_visible()
+    event = backtest("bt-dash", strategy="dash <b>strategy</b>")
+    event["trades"][0]["reasoning"] = "long reasoning " + "because of the trend; " * 20 + HOSTILE
+    await publish_raw(nc, "backtests.completed", event)
+    row = page.locator("#bt-rows tr", has_text="dash <b>strategy</b>")
+    await expect(row).to_be_visible(timeout=10_000)  # without a reload
+    await expect(row).to_contain_text("7.20%")
+    await row.click()
+    await expect(page.locator("#bt-detail h3")).to_contain_text("dash <b>strategy</b>")
+    canvas = page.locator("#bt-chart .uplot canvas").first
+    await expect(canvas).to_be_visible()
+    drawn = await canvas.evaluate("""c => {
+        const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let painted = 0;
+        for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
+        return painted;
+    }""")
+    assert drawn > 500, f"the equity chart drew only {drawn} pixels"
+    assert await page.locator("#bt-chart .uplot").count() == 2  # equity and drawdown
+    await expect(page.locator("#bt-chart")).to_contain_text("rebased")
+    await expect(page.locator(".metrics-wrap")).to_contain_text("Sharpe")
+    await expect(page.locator(".conventions summary")).to_contain_text("periods per year")
+    trades = page.locator("#bt-trades tbody tr")
+    await expect(trades).to_have_count(4)
+    await expect(trades.nth(1)).to_contain_text("97.00")  # the first exit's PnL, net of fees
+    await expect(page.get_by_text("stop <b>hit</b>", exact=True)).to_be_visible()
+    first = trades.first
+    await expect(first.locator(".long")).to_be_hidden()
+    await first.get_by_role("button", name="more").click()
+    await expect(first.locator(".long")).to_have_text(event["trades"][0]["reasoning"])
+    assert await page.locator("#backtests").locator("b, script").count() == 0
+    await page.locator("#bt-chart button", has_text="All").click()
+    await shot(page, "backtest")
+    assert watched.dialogs == []
+    assert watched.errors == []
+
+
+async def test_backtests_table_sorts_and_pages(browser: Browser, hub: Hub, nc: Nats) -> None:
+    curves = {f"bt-{i}": [1000, 1000 + 10 * i, 1000 + 20 * i, 1000, 1000 + 30 * i, 1000 + 5 * i] for i in range(23)}
+    for event_id, values in curves.items():
+        event = backtest(event_id, strategy=event_id)
+        for point, value in zip(event["equity_curve"], values):
+            point["value"] = value
+        await publish_raw(nc, "backtests.completed", event)
+
+    async def all_stored() -> bool:
+        body = await (await hub.http.get("/api/backtests?limit=1")).json()
+        return bool(body["total"] == 23)
+
+    await eventually(all_stored, what="23 backtests stored")
+    watched = await open_page(browser, hub, "#backtests")
+    page = watched.page
+    await expect(page.locator("#bt-rows tr")).to_have_count(20)
+    await expect(page.locator("#bt-page")).to_have_text("1–20 of 23")
+    await page.click("#bt-next")
+    await expect(page.locator("#bt-rows tr")).to_have_count(3)
+    await page.click("th[data-sort=total_return]")  # best first, back on page one
+    await expect(page.locator("#bt-rows tr").first).to_contain_text("bt-22")
+    await page.click("th[data-sort=total_return]")
+    await expect(page.locator("#bt-rows tr").first).to_contain_text("bt-0")
+    await expect(page.locator("th[data-sort=total_return]")).to_have_attribute("aria-sort", "ascending")
+    await shot(page, "backtests_sorted")
+    assert watched.errors == []
+
+
+async def test_knowledge_search_shows_ranked_chunks(browser: Browser, hub: Hub) -> None:
+    await wait_until_indexed(hub, 2, timeout=120)
+    watched = await open_page(browser, hub, "#knowledge")
+    page = watched.page
+    await expect(page.locator("#kb-domain option[value=risk]")).to_contain_text("risk (1 file,")
+    await page.fill("#kb-q", "what RSI level means oversold")
+    await page.click("#kb-form button[type=submit]")
+    results = page.locator("#kb-results .result")
+    await expect(results.first).to_be_visible()
+    await expect(results.first.locator(".source")).to_contain_text("technical/rsi.md")
+    await expect(results.first).to_contain_text("Relative Strength Index")
+    await page.select_option("#kb-domain", "risk")
+    await page.click("#kb-form button[type=submit]")
+    await expect(results.first.locator(".source")).to_contain_text("risk/kelly-criterion.md")
+    for source in await results.locator(".source code").all_text_contents():
+        assert source.startswith("risk/")
+    await shot(page, "knowledge")
+    assert watched.errors == []
+
+
+async def test_a_reconnect_fills_the_gap_with_each_trade_once(browser: Browser, hub: Hub, nc: Nats) -> None:
+    before = await publish_trade(nc, timestamp=now(), reasoning="before the gap")
+    watched = await open_page(browser, hub)
+    page = watched.page
+    await live(page)
+    await expect(page.get_by_text(before["reasoning"])).to_be_visible()
+    await page.evaluate("window.__hub.settled()")  # the catch-up started on open may still be running
+
+    await page.evaluate("window.__hub.stream.pause()")  # the page stays offline until resume()
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "offline")
+    gap = [await publish_trade(nc, timestamp=now(), reasoning=f"during the gap {i}") for i in range(3)]
+
+    async def stored() -> bool:
+        return len((await (await hub.http.get("/api/trades")).json())["trades"]) == 4
+
+    await eventually(stored, what="the gap's trades stored")
+    assert await page.get_by_text("during the gap").count() == 0
+    await page.evaluate("window.__hub.stream.resume()")
+    await live(page)
+    for sent in gap:
+        await expect(page.get_by_text(sent["reasoning"], exact=True)).to_have_count(1)
+
+    # The socket dropping by itself: the page reconnects with backoff, and whatever was
+    # stored meanwhile (over the socket or the REST catch-up) is shown once.
+    await page.evaluate("window.__hub.ws.close()")
+    dropped = [await publish_trade(nc, timestamp=now(), reasoning=f"while reconnecting {i}") for i in range(3)]
+    for sent in dropped:
+        await expect(page.get_by_text(sent["reasoning"], exact=True)).to_have_count(1, timeout=10_000)
+    await live(page)
+    ids = await page.evaluate("window.__hub.shownIds()")
+    assert len(ids) == len(set(ids)) == 7
+    await expect(page.locator("#live-rows tr")).to_have_count(7)
+    await shot(page, "gap_filled")
+    assert watched.errors == []
+
+
+async def test_a_hub_with_a_token_asks_for_it_once(
+    browser: Browser, nc: Nats, tmp_path: Path, nats_url: str, sqlite_url: str
+) -> None:
+    guarded = await start_hub(hub_settings(tmp_path, nats_url, sqlite_url, api_token="s3cret-token"))
+    try:
+        await publish_trade(nc, timestamp=now(), reasoning="seen with the token")
+        watched = await open_page(browser, guarded)
+        page = watched.page
+        dialog = page.locator("#token-dialog")
+        await expect(dialog).to_be_visible()
+        await expect(page.locator("#token-error")).to_be_hidden()
+        await shot(page, "token_prompt")
+        await page.fill("#token-input", "s3cret-token")
+        await page.press("#token-input", "Enter")
+        await expect(dialog).to_be_hidden()
+        await expect(page.get_by_text("seen with the token")).to_be_visible()
+        await live(page)  # the WebSocket took the token too
+        sent = await publish_trade(nc, timestamp=now(), reasoning="over the socket with the token")
+        await expect(page.get_by_text(sent["reasoning"])).to_be_visible(timeout=1000)
+
+        await page.reload()  # the stored token is used, nothing asked
+        await live(page)
+        await expect(dialog).to_be_hidden()
+
+        await page.evaluate("localStorage.setItem('tradeHub.apiToken', 'stale')")
+        await page.reload()  # a refused token is asked for again
+        await expect(dialog).to_be_visible()
+        await expect(page.locator("#token-error")).to_be_visible()
+        await page.fill("#token-input", "s3cret-token")
+        await page.press("#token-input", "Enter")
+        await live(page)
+        await expect(page.get_by_text("seen with the token")).to_be_visible()
+        assert watched.dialogs == []
+        assert [e for e in watched.errors if "401" not in e] == []
+    finally:
+        await guarded.stop()
