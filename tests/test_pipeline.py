@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +97,20 @@ async def test_bad_event_goes_to_dead_letter_with_reason(hub: Hub, nc: Nats, pay
     assert msg.subject == "hub.dlq.trades.BTC"
     assert reason in record["reason"], record["reason"]
     assert record["subject"] == "trades.BTC"
-    original = record["payload"].encode() if record["encoding"] == "utf-8" else __import__("base64").b64decode(record["payload"])
+    original = record["payload"].encode() if record["encoding"] == "utf-8" else base64.b64decode(record["payload"])
     assert original == data
     stats = hub.app[CONSUMERS][0].stats
     await eventually(lambda: stats.dead_lettered == 1)
     assert await count_rows(hub, Trade) == 0
-    info = await nc.jetstream().consumer_info(hub.settings.stream_name, "trades")
-    assert info.num_ack_pending == 0 and info.num_pending == 0  # acked, never redelivered
+    js = nc.jetstream()
+
+    async def settled() -> bool:  # the hub's ack is fire-and-forget: it reaches the server soon
+        info = await js.consumer_info(hub.settings.stream_name, "trades")
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+    await eventually(settled, timeout=5, what="the dead-lettered event to be acked")
+    info = await js.consumer_info(hub.settings.stream_name, "trades")
+    assert info.num_redelivered == 0  # acked once, never redelivered
     dlq = await nc.jetstream().stream_info(f"{hub.settings.stream_name}_DLQ")
     assert dlq.state.messages == 1  # kept, not just announced
 
