@@ -18,7 +18,7 @@ from core.settings import REPO_ROOT, Settings
 from storage.chunking import chunk_document, chunk_id, split_by_size
 from storage.embedding import Embedder
 from storage.knowledge import KnowledgeIndexer, fuse
-from storage.lexical import fts_query
+from storage.query_terms import fts_query
 
 NESTED = """Preamble before any heading.
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,33 @@ async def test_downgrade_to_base_and_up_again(engine: AsyncEngine) -> None:
     await migrate.upgrade(engine)
     assert {"trades", "backtests", "backtest_trades", "backtest_data"} <= await _tables(engine)
     assert await migrate.current(engine) == migrate.head()
+
+
+@pytest.fixture
+def scripts_without_0002(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A copy of the migration scripts as they were before 0002, in use instead of the real ones."""
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__", "0002_*"))
+    monkeypatch.setattr(migrate, "MIGRATIONS", scripts)
+    migrate.head.cache_clear()
+    yield scripts
+    migrate.head.cache_clear()
+
+
+async def test_db_revision_writes_the_migration_the_models_need(
+    engine: AsyncEngine, scripts_without_0002: Path
+) -> None:
+    written = await migrate.new_revision(engine, "trade filter indexes")
+    assert written == scripts_without_0002 / "versions" / "0002_trade_filter_indexes.py"
+    script = written.read_text()
+    assert "down_revision = '0001'" in script
+    assert script.count("op.create_index(") == 2 and script.count("op.drop_index(") == 2
+    await migrate.upgrade(engine)  # the new script, run: the schema is the models' again
+    assert await migrate.current(engine) == "0002"
+    async with engine.connect() as connection:
+        assert await connection.run_sync(_differences) == []
+    await migrate.downgrade(engine, "0001")
+    assert "ix_trades_strategy_time" not in await _indexes(engine, "trades")
 
 
 async def _legacy_database_with_data(engine: AsyncEngine, logs: Path) -> None:
