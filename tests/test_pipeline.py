@@ -106,7 +106,7 @@ async def test_bad_event_goes_to_dead_letter_with_reason(hub: Hub, nc: Nats, pay
 
     async def settled() -> bool:  # the hub's ack is fire-and-forget: it reaches the server soon
         info = await js.consumer_info(hub.settings.stream_name, "trades")
-        return info.num_ack_pending == 0 and info.num_pending == 0
+        return bool(info.num_ack_pending == 0 and info.num_pending == 0)
 
     await eventually(settled, timeout=5, what="the dead-lettered event to be acked")
     info = await js.consumer_info(hub.settings.stream_name, "trades")
