@@ -47,6 +47,15 @@ async def publish_trade(nc: Nats, **overrides: Any) -> dict[str, Any]:
     return payload
 
 
+async def all_acked(nc: Nats, stream: str, consumer: str) -> bool:
+    """Whether CONSUMER has every message of STREAM delivered and acked.
+
+    The hub's acks are fire-and-forget, so poll this with eventually().
+    """
+    info = await nc.jetstream().consumer_info(stream, consumer)
+    return bool(info.num_ack_pending == 0 and info.num_pending == 0)
+
+
 async def eventually(
     check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = ""
 ) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from handlers.keys import CONSUMERS, SESSIONS
 from storage.models import Backtest, Trade
 from tests.conftest import Hub, hub_settings, start_hub
-from tests.helpers import count_rows, eventually, publish_raw, publish_trade, rows_are
+from tests.helpers import all_acked, count_rows, eventually, publish_raw, publish_trade, rows_are
 from tests.test_backtests import backtest
 
 
@@ -35,16 +35,11 @@ async def test_unwritable_logs_hold_the_backtest_until_its_report_can_be_written
         logs.unlink()  # the disk is writable again
         await eventually(lambda: (logs / "backtest_1.json").is_file(), timeout=30,
                          what="the report written on retry")
-        await eventually(lambda: _acked(nc, hub), what="the event acked")
+        await eventually(lambda: all_acked(nc, hub.settings.stream_name, "backtests"),
+                         what="the event acked")
         assert await count_rows(hub, Backtest) == 1
     finally:
         await hub.stop()
-
-
-async def _acked(nc: Nats, hub: Hub) -> bool:
-    info = await nc.jetstream().consumer_info(hub.settings.stream_name, "backtests")
-    return bool(info.num_ack_pending == 0)
-
 
 
 async def test_postgres_connections_killed_mid_stream_lose_nothing(

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from handlers.keys import CONSUMERS, SESSIONS
 from storage.models import Trade
 from tests.conftest import Hub, hub_settings, start_hub
-from tests.helpers import count_rows, eventually, publish_raw, publish_trade, rows_are, trade
+from tests.helpers import all_acked, count_rows, eventually, publish_raw, publish_trade, rows_are, trade
 
 
 async def next_events(ws: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
@@ -103,15 +103,11 @@ async def test_bad_event_goes_to_dead_letter_with_reason(hub: Hub, nc: Nats, pay
     await eventually(lambda: stats.dead_lettered == 1)
     assert await count_rows(hub, Trade) == 0
     js = nc.jetstream()
-
-    async def settled() -> bool:  # the hub's ack is fire-and-forget: it reaches the server soon
-        info = await js.consumer_info(hub.settings.stream_name, "trades")
-        return bool(info.num_ack_pending == 0 and info.num_pending == 0)
-
-    await eventually(settled, timeout=5, what="the dead-lettered event to be acked")
+    await eventually(lambda: all_acked(nc, hub.settings.stream_name, "trades"), timeout=5,
+                     what="the dead-lettered event to be acked")
     info = await js.consumer_info(hub.settings.stream_name, "trades")
     assert info.num_redelivered == 0  # acked once, never redelivered
-    dlq = await nc.jetstream().stream_info(f"{hub.settings.stream_name}_DLQ")
+    dlq = await js.stream_info(f"{hub.settings.stream_name}_DLQ")
     assert dlq.state.messages == 1  # kept, not just announced
 
 
