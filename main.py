@@ -1,13 +1,8 @@
-"""Trade Hub: the composition root and the command line.
+"""Trade Hub: the composition root. It builds every resource for the daemon and for each
+subcommand, starts and stops them in order, and runs the command line (handlers/cli/parser.py).
 
     python main.py                  run the hub (embedded NATS, SQLite, HTTP on 127.0.0.1:8080)
-    python main.py publish-trade …  publish a trade to the running hub
-    python main.py schemas --out D  write the events' JSON Schemas to D
-    python main.py view-trades [ID] the latest (or given) backtest's trade log, from its report
-    python main.py import-report F  store the backtest a report file describes
-    python main.py index [--domain D]   index the knowledge base (through the hub if it runs)
-    python main.py search "…" [--domain D]  search it
-    python main.py db upgrade       migrate the database schema (done at start-up by default)
+    python main.py --help           every subcommand
 """
 
 from __future__ import annotations
@@ -19,37 +14,46 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from nats.aio.client import Client as Nats
+from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bus.connection import clear_state, connect_hub, write_state
+from bus.connection import connect_hub, find_hub, resolve_nats_url
 from bus.consumer import BatchConsumer
 from bus.embedded import EmbeddedNats
+from bus.publish import HubPublisher
+from bus.replies import serve as serve_responder
 from bus.streams import ensure_consumer, ensure_hub_streams
-from core.errors import HubError
+from core.daemon_state import clear_state, write_state
+from core.errors import HubError, UsageError
+from core.knowledge import SearchRequest
 from core.settings import Settings
-from handlers.backtests import import_missing_reports
-from handlers.commands import (
-    db_command, import_report_file, publish_trade, view_trades, write_schemas,
-)
-from handlers.auth import require_token
-from handlers.cors import enable_cors
-from handlers.http import json_errors
-from handlers.keys import (
+from handlers.cli import commands
+from handlers.cli.knowledge_commands import index_command, search_command
+from handlers.cli.options import describe_options, validated
+from handlers.cli.parser import build_parser
+from handlers.events.backtest_completed import import_missing_reports
+from handlers.events.index_requested import IndexFollower
+from handlers.events.subscriptions import Subscriptions, build_subscriptions
+from handlers.http.auth import require_token
+from handlers.http.cors import enable_cors
+from handlers.http.keys import (
     CONSUMERS, EMBEDDED_NATS, ENGINE, INDEXER, METRICS, NATS, NATS_URL, SESSIONS, SETTINGS, WS_HUB,
 )
-from handlers.metrics import HubMetrics
-from handlers.knowledge import IndexFollower, SearchResponder
-from handlers.knowledge_cli import index_command, search_command
-from handlers.routes import add_routes
-from handlers.routing import build_routes
-from handlers.ws import WsHub
-from storage.engine import async_sessions, create_hub_engine
-from storage.migrate import prepare_schema
-from storage.knowledge import KnowledgeIndexer
+from handlers.http.prometheus import HubMetrics
+from handlers.http.responses import json_errors
+from handlers.http.routes import add_routes
+from handlers.http.websocket import WsHub
+from storage.rag.indexer import KnowledgeIndexer
+from storage.sql.engine import async_sessions, create_hub_engine
+from storage.sql.migrate import prepare_schema
 
 log = logging.getLogger("hub")
 
@@ -72,22 +76,30 @@ async def nats_server_ctx(app: web.Application) -> AsyncIterator[None]:
     await server.stop()
 
 
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The database engine, with the schema migrated (or checked) as the settings say."""
+    engine = create_hub_engine(settings.database_url)
+    try:
+        await prepare_schema(engine, settings.db_auto_upgrade)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The database engine, with the schema migrated to the newest revision."""
-    engine = create_hub_engine(app[SETTINGS].database_url)
-    await prepare_schema(engine, app[SETTINGS].db_auto_upgrade)
-    app[ENGINE] = engine
-    app[SESSIONS] = async_sessions(engine)
-    yield
-    await engine.dispose()
+    """The database engine and the session factory every handler and view uses."""
+    async with open_database(app[SETTINGS]) as engine:
+        app[ENGINE] = engine
+        app[SESSIONS] = async_sessions(engine)
+        yield
 
 
 async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The NATS connection, with the streams and durable consumers in place."""
+    """The NATS connection, with the streams in place."""
     settings = app[SETTINGS]
     nc = await connect_hub(settings, app[NATS_URL], "trade-hub")
-    js = nc.jetstream()
-    await ensure_hub_streams(js, settings.stream_name, settings.stream_max_age_days,
+    await ensure_hub_streams(nc.jetstream(), settings.stream_name, settings.stream_max_age_days,
                              settings.stream_replicas, settings.nats_max_payload)
     app[NATS] = nc
     yield
@@ -117,13 +129,10 @@ async def reports_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def knowledge_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The knowledge base: search over NATS, and incremental index passes in the background
-    (at start, and whenever an instance announces a change)."""
+    """The knowledge base, indexed incrementally and its model loaded in the background at
+    start: readiness does not wait for either, and /api/health says when search is warm."""
     indexer = KnowledgeIndexer(app[SETTINGS])
     app[INDEXER] = indexer
-    responder, follower = SearchResponder(app[NATS], indexer), IndexFollower(app[NATS], indexer)
-    await responder.start()
-    await follower.start()
 
     async def index_on_start() -> None:
         try:
@@ -133,28 +142,50 @@ async def knowledge_ctx(app: web.Application) -> AsyncIterator[None]:
             return
         log.info("knowledge base indexed: %s", stats.as_dict())
 
-    task = asyncio.create_task(index_on_start(), name="index-knowledge")
+    async def warm_up() -> None:
+        try:
+            await asyncio.to_thread(indexer.warm_up)
+        except Exception as error:  # e.g. a Chroma server that is down: search will say so
+            log.warning("knowledge search not warmed up: %s", error)
+
+    tasks = [asyncio.create_task(index_on_start(), name="index-knowledge"),
+             asyncio.create_task(warm_up(), name="warm-up-embedder")]
     yield
-    await responder.stop()
-    await follower.stop()
-    await asyncio.gather(task, return_exceptions=True)  # a thread cannot be cancelled: let it end
+    await asyncio.gather(*tasks, return_exceptions=True)  # a thread cannot be cancelled: let it end
     indexer.close()
 
 
-async def consumers_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One batched consumer per route of the routing table."""
+async def subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every row of the routing table: consumers, responders and listeners."""
+    settings, nc = app[SETTINGS], app[NATS]
+    follower = IndexFollower(app[INDEXER])
+    table = build_subscriptions(settings, app[SESSIONS], app[INDEXER], follower,
+                                app[WS_HUB].fan_out, nc.publish)
+    subscriptions = [await serve_responder(nc, responder) for responder in table.responders]
+    for listener in table.listeners:
+        if listener.on_demand:
+            app[WS_HUB].attach(listener)
+        else:
+            subscriptions.append(await nc.subscribe(listener.subject, cb=listener.callback))
+    tasks = await _start_consumers(app, table)
+    yield
+    await stop_consumers(app)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for subscription in subscriptions:
+        await subscription.unsubscribe()
+    await follower.stop()
+
+
+async def _start_consumers(app: web.Application, table: Subscriptions) -> list[asyncio.Task[None]]:
     settings, nc = app[SETTINGS], app[NATS]
     consumers = []
-    for route in build_routes(settings, app[SESSIONS], app[INDEXER]):
+    for route in table.consumers:
         await ensure_consumer(nc.jetstream(), settings.stream_name, route.name,
                               route.filter_subject, settings.ack_wait_seconds)
         consumers.append(BatchConsumer(nc, nc.jetstream(), settings.stream_name, route))
     app[CONSUMERS] = consumers
     app[METRICS].watch(consumers, app[WS_HUB])
-    tasks = [asyncio.create_task(c.run(), name=f"consume-{c.route.name}") for c in consumers]
-    yield
-    await stop_consumers(app)
-    await asyncio.gather(*tasks, return_exceptions=True)
+    return [asyncio.create_task(c.run(), name=f"consume-{c.route.name}") for c in consumers]
 
 
 async def stop_consumers(app: web.Application) -> None:
@@ -179,10 +210,8 @@ def build_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=16 * 1024 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = HubMetrics()
-    app.cleanup_ctx.extend(
-        [nats_server_ctx, database_ctx, reports_ctx, nats_ctx, ws_hub_ctx, knowledge_ctx,
-         consumers_ctx]
-    )
+    app.cleanup_ctx.extend([nats_server_ctx, database_ctx, reports_ctx, nats_ctx, ws_hub_ctx,
+                            knowledge_ctx, subscriptions_ctx])
     app.on_shutdown.append(on_shutdown)
     add_routes(app)
     if settings.cors_origins:
@@ -207,8 +236,7 @@ async def serve(settings: Settings) -> None:
         gc.set_threshold(50_000, 20, 20)
         http_url = f"http://{settings.http_host}:{settings.http_port}"
         write_state(settings.state_file, nats_url=app[NATS_URL], http_url=http_url)
-        print(f"Trade Hub ready\n  NATS      {app[NATS_URL]}"
-              f"{' (embedded)' if not settings.nats_url else ''}\n"
+        print(f"Trade Hub ready\n  NATS      {app[NATS_URL]}{_nats_note(app)}\n"
               f"  HTTP      {http_url}  (WebSocket {http_url.replace('http', 'ws', 1)}/ws)\n"
               f"  database  {app[ENGINE].url.render_as_string(hide_password=True)}", flush=True)
         await stop.wait()
@@ -216,6 +244,16 @@ async def serve(settings: Settings) -> None:
     finally:
         clear_state(settings.state_file)
         await runner.cleanup()
+
+
+def _nats_note(app: web.Application) -> str:
+    server = app.get(EMBEDDED_NATS)
+    if server is None:
+        return ""
+    if server.port == server.preferred_port:
+        return " (embedded)"
+    return (f" (embedded; {server.preferred_port} is taken, so this data folder keeps port "
+            f"{server.port}: pin one with HUB_NATS_PORT; scripts: `python main.py nats-url`)")
 
 
 async def _start_http(runner: web.AppRunner, settings: Settings) -> None:
@@ -228,53 +266,78 @@ async def _start_http(runner: web.AppRunner, settings: Settings) -> None:
         ) from None
 
 
-# --- the command line ----------------------------------------------------------------------
+# --- the subcommands: each opens what it needs and hands it over -----------------------------
+
+@asynccontextmanager
+async def hub_or_local(settings: Settings) -> AsyncIterator[Nats | None]:
+    """A connection to the running hub, or None when no hub runs and the store is free."""
+    nc = await find_hub(settings, "hub-cli")
+    try:
+        yield nc
+    finally:
+        if nc is not None:
+            await nc.drain()
+
+
+def local_indexer(settings: Settings) -> Callable[[], KnowledgeIndexer]:
+    """Opens the store in this process: only when no hub holds it."""
+    return lambda: KnowledgeIndexer(settings)
+
+
+async def run_index(settings: Settings, args: argparse.Namespace) -> None:
+    async with hub_or_local(settings) as hub:
+        await index_command(hub, local_indexer(settings), args.domain)
+
+
+async def run_search(settings: Settings, args: argparse.Namespace) -> None:
+    search = validated(SearchRequest, {"query": args.query, "domain": args.domain, "k": args.k},
+                       flags={"query": "the query", "k": "-k"})
+    async with hub_or_local(settings) as hub:
+        await search_command(hub, local_indexer(settings), search)
+
+
+async def run_publish_trade(settings: Settings, args: argparse.Namespace) -> None:
+    trade = commands.trade_from_options(vars(args))
+    async with await HubPublisher.connect(settings, "hub-cli") as publisher:
+        await commands.publish_trade(publisher, trade)
+
+
+async def run_nats_url(settings: Settings, args: argparse.Namespace) -> None:
+    print(resolve_nats_url(settings))
+
+
+async def run_import_report(settings: Settings, args: argparse.Namespace) -> None:
+    async with open_database(settings) as engine:
+        await commands.import_report_file(engine, settings.logs_dir, Path(args.path))
+
+
+async def run_db(settings: Settings, args: argparse.Namespace) -> None:
+    engine = create_hub_engine(settings.database_url)  # not migrated: that is this command's job
+    try:
+        await commands.db_command(engine, args.action, args.revision)
+    finally:
+        await engine.dispose()
+
+
+async def run_schemas(settings: Settings, args: argparse.Namespace) -> None:
+    commands.write_schemas(Path(args.out))
+
+
+async def run_view_trades(settings: Settings, args: argparse.Namespace) -> None:
+    commands.view_trades(settings.logs_dir, args.id)
+
 
 async def run_daemon(settings: Settings, args: argparse.Namespace) -> None:
-    """The daemon."""
     await serve(settings)
 
 
-def parser() -> argparse.ArgumentParser:
-    """The CLI; no subcommand runs the daemon."""
-    cli = argparse.ArgumentParser(prog="python main.py", description="Trade Hub: the event backbone for AI trading agents.")
-    cli.set_defaults(command=run_daemon)
-    sub = cli.add_subparsers(title="commands")
-    sub.add_parser("run", help="run the hub (the default)").set_defaults(command=run_daemon)
-    trade = sub.add_parser("publish-trade", help="publish a trade to the running hub")
-    trade.set_defaults(command=publish_trade)
-    trade.add_argument("--asset", required=True)
-    trade.add_argument("--action", required=True, choices=["BUY", "SELL", "buy", "sell"])
-    trade.add_argument("--price", required=True, type=float)
-    trade.add_argument("--quantity", required=True, type=float)
-    trade.add_argument("--confidence", required=True, type=float, help="0 to 100")
-    trade.add_argument("--reasoning", default="")
-    trade.add_argument("--source", default="cli")
-    trade.add_argument("--strategy")
-    trade.add_argument("--event-id", dest="event_id", help="default: a new UUID")
-    schemas = sub.add_parser("schemas", help="write the events' JSON Schemas")
-    schemas.set_defaults(command=write_schemas)
-    schemas.add_argument("--out", default="schemas", help="folder (default: ./schemas)")
-    view = sub.add_parser("view-trades", help="a backtest's trade log and P/L, from its report")
-    view.set_defaults(command=view_trades)
-    view.add_argument("id", nargs="?", type=int, help="backtest id (default: the latest)")
-    index = sub.add_parser("index", help="index the knowledge base (incremental)")
-    index.set_defaults(command=index_command)
-    index.add_argument("--domain", action="append", help="only this domain (repeatable)")
-    search = sub.add_parser("search", help="search the knowledge base")
-    search.set_defaults(command=search_command)
-    search.add_argument("query")
-    search.add_argument("--domain")
-    search.add_argument("-k", type=int, default=5, help="how many results (default 5)")
-    report = sub.add_parser("import-report", help="store the backtest a report file describes")
-    report.set_defaults(command=import_report_file)
-    report.add_argument("path")
-    db = sub.add_parser("db", help="the database schema: upgrade, downgrade, current, revision")
-    db.set_defaults(command=db_command)
-    db.add_argument("action", choices=["upgrade", "downgrade", "current", "revision"])
-    db.add_argument("revision", nargs="?", help="upgrade: default the newest; downgrade: required "
-                    "(a revision, or base); revision: the new script's message")
-    return cli
+ENVIRONMENT = {name: f"HUB_{name.upper()}" for name in Settings.model_fields}
+Runner = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
+COMMANDS: dict[str, Runner] = {
+    "run": run_daemon, "nats-url": run_nats_url, "publish-trade": run_publish_trade,
+    "schemas": run_schemas, "view-trades": run_view_trades, "index": run_index,
+    "search": run_search, "import-report": run_import_report, "db": run_db,
+}
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -294,21 +357,28 @@ def configure_logging(settings: Settings) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # storage.migrate logs what changed
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # storage.sql.migrate logs what changed
 
 
 def cli(argv: list[str] | None = None) -> int:
     """Entry point: parse ARGV, run the command, turn the hub's errors into one clear line."""
-    args = parser().parse_args(argv)
-    settings = Settings()
-    configure_logging(settings)
-    command: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]] = args.command
+    args = build_parser().parse_args(argv)
     try:
-        _run(command(settings, args))
+        settings = Settings()
+    except ValidationError as error:
+        print(f"error: {describe_options(error, flags=ENVIRONMENT)}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    try:
+        _run(COMMANDS[args.command](settings, args))
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (HubError, RuntimeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except Exception as error:  # a validation error from the CLI's own input, mostly
+    except Exception as error:  # a bug: one line here, the traceback in the log at DEBUG
+        log.debug("command failed", exc_info=True)
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     return 0

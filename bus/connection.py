@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-import os
 import ssl
-from pathlib import Path
 from typing import Any
 
-import orjson
 from nats.aio.client import Client
+from nats.errors import NoRespondersError, NoServersError
 
-from bus.embedded import pid_alive
+from core.daemon_state import read_state
 from core.errors import HubNotRunning
 from core.settings import Settings
+from core.subjects import HUB_PING
 
 log = logging.getLogger(__name__)
+PING_TIMEOUT = 3.0  # a hub that is there answers in milliseconds
 
 
 def _tls(settings: Settings) -> ssl.SSLContext | None:
@@ -42,13 +42,14 @@ def auth_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-async def connect_hub(settings: Settings, url: str, name: str) -> Client:
+async def connect_hub(settings: Settings, url: str, name: str, **options: Any) -> Client:
     """Connect to URL with the credentials and TLS of SETTINGS."""
-    return await connect(url, name, **auth_options(settings))
+    return await connect(url, name, **auth_options(settings), **options)
 
 
-async def connect(url: str, name: str, **options: Any) -> Client:
-    """Connect to URL (comma-separated for a cluster), reconnecting forever once connected."""
+async def connect(url: str, name: str, *, first_attempts: int = -1, **options: Any) -> Client:
+    """Connect to URL (comma-separated for a cluster): FIRST_ATTEMPTS per server before giving
+    up (-1: keep trying, as a daemon should), and once connected, reconnect forever."""
     nc = Client()
 
     async def log_error(error: Exception) -> None:
@@ -61,42 +62,25 @@ async def connect(url: str, name: str, **options: Any) -> Client:
     async def log_reconnected() -> None:
         log.info("nats: reconnected to %s", nc.connected_url)
 
-    await nc.connect(
-        servers=[server.strip() for server in url.split(",") if server.strip()],
-        name=name,
-        connect_timeout=3,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # nats-py takes float seconds
-        error_cb=log_error,
-        disconnected_cb=log_disconnected,
-        reconnected_cb=log_reconnected,
-        **options,
-    )
+    settings: dict[str, Any] = {
+        "connect_timeout": 3, "max_reconnect_attempts": first_attempts,
+        "reconnect_time_wait": 0.5,  # nats-py takes float seconds
+        "error_cb": log_error, "disconnected_cb": log_disconnected,
+        "reconnected_cb": log_reconnected, **options,
+    }
+    await nc.connect(servers=[s.strip() for s in url.split(",") if s.strip()], name=name, **settings)
+    if "max_reconnect_attempts" not in options:
+        nc.options["max_reconnect_attempts"] = -1  # nats-py reads it again on each disconnect
     return nc
 
 
-def write_state(path: Path, **fields: Any) -> None:
-    """Record the daemon's pid and URLs for CLI commands (atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(orjson.dumps({"pid": os.getpid(), **fields}, option=orjson.OPT_INDENT_2))
-    temporary.replace(path)
-
-
-def read_state(path: Path) -> dict[str, Any] | None:
-    """The running daemon's recorded state, or None if there is no live daemon."""
+async def connect_briefly(settings: Settings, url: str, name: str) -> Client:
+    """For commands and scripts: a NATS that is not there is an error in seconds, in words."""
     try:
-        state: dict[str, Any] = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    return state if pid_alive(int(state.get("pid", 0))) else None
-
-
-def clear_state(path: Path) -> None:
-    """Forget the state file if it is ours."""
-    state = read_state(path)
-    if state is not None and state.get("pid") == os.getpid():
-        path.unlink(missing_ok=True)
+        return await connect_hub(settings, url, name, first_attempts=2, error_cb=_quiet)
+    except (NoServersError, OSError, TimeoutError):
+        raise HubNotRunning(f"cannot connect to NATS at {url}; is the hub running "
+                            "(`python main.py`), or is HUB_NATS_URL right?") from None
 
 
 def resolve_nats_url(settings: Settings) -> str:
@@ -110,3 +94,38 @@ def resolve_nats_url(settings: Settings) -> str:
             "start one with `python main.py`, or set HUB_NATS_URL"
         )
     return str(state["nats_url"])
+
+
+def _recorded_url(settings: Settings) -> tuple[str | None, dict[str, Any] | None]:
+    state = read_state(settings.state_file)
+    url = settings.nats_url or (str(state["nats_url"]) if state else None)
+    return url, state
+
+
+async def find_hub(settings: Settings, name: str) -> Client | None:
+    """A connection to a hub that answers a ping within a few seconds; None when none runs
+    (so nothing holds the local store). A daemon recorded for this data folder that does not
+    answer is an error, not a reason to open its store beside it."""
+    url, state = _recorded_url(settings)
+    if url is None:
+        return None
+    try:
+        nc = await connect_hub(settings, url, name, allow_reconnect=False, error_cb=_quiet)
+    except (NoServersError, OSError, TimeoutError):
+        if state is not None:
+            raise HubNotRunning(f"the hub (pid {state['pid']}) recorded NATS at {url}, which does "
+                                "not accept connections; restart it with `python main.py`") from None
+        return None
+    try:
+        await nc.request(HUB_PING, b"{}", timeout=PING_TIMEOUT)
+    except (NoRespondersError, TimeoutError):
+        await nc.close()
+        if state is not None:
+            raise HubNotRunning(f"the hub (pid {state['pid']}) does not answer on {url} within "
+                                f"{PING_TIMEOUT:g} s; if it is starting, try again") from None
+        return None
+    return nc
+
+
+async def _quiet(_error: Exception) -> None:
+    """A probe that fails says so once, in find_hub's own words."""

@@ -6,7 +6,6 @@ import asyncio
 import ctypes
 import json
 import logging
-import os
 import shutil
 import signal
 import socket
@@ -90,13 +89,31 @@ class EmbeddedNats:
         """nats:// URL of the running server."""
         return f"nats://{self.host}:{self.port}"
 
+    @property
+    def _port_file(self) -> Path:
+        return self.store_dir / "port"
+
+    def _remembered_port(self) -> int | None:
+        try:
+            return int(self._port_file.read_text())
+        except (OSError, ValueError):
+            return None
+
     def _choose_port(self) -> int:
+        """The preferred port; else the one this store had last time, so bots configured once
+        keep finding it; else a new free one, remembered for next time."""
         if port_is_free(self.host, self.preferred_port):
             return self.preferred_port
-        port = free_port(self.host)
+        remembered = self._remembered_port()
+        if remembered is not None and port_is_free(self.host, remembered):
+            port = remembered
+        else:
+            port = free_port(self.host)
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+            self._port_file.write_text(str(port))
         log.warning(
-            "port %d is in use (another NATS server?); the embedded nats-server uses %d instead",
-            self.preferred_port, port,
+            "port %d is in use (another NATS server?); the embedded nats-server uses %d instead "
+            "(kept for this data folder; set HUB_NATS_PORT to pin one)", self.preferred_port, port,
         )
         return port
 
@@ -166,14 +183,3 @@ class EmbeddedNats:
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with PID exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -7,11 +7,12 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.errors import MaxPayloadError
+from nats.js.errors import NoStreamResponseError
 from nats.js.api import PubAck
 
 from bus.codec import encode
-from bus.connection import connect_hub, resolve_nats_url
-from core.errors import EventTooLarge
+from bus.connection import connect_briefly, resolve_nats_url
+from core.errors import EventTooLarge, HubNotRunning
 from core.events import BacktestCompleted, Event, TradeExecuted
 from core.settings import Settings
 from core.subjects import BACKTESTS_COMPLETED, trade_subject
@@ -37,7 +38,7 @@ class HubPublisher:
     async def connect(cls, settings: Settings | None = None, name: str = "hub-publisher") -> HubPublisher:
         """Connect to the running hub's NATS (or HUB_NATS_URL)."""
         settings = settings or Settings()
-        return cls(await connect_hub(settings, resolve_nats_url(settings), name))
+        return cls(await connect_briefly(settings, resolve_nats_url(settings), name))
 
     async def close(self) -> None:
         """Flush and disconnect."""
@@ -56,6 +57,12 @@ class HubPublisher:
             return await self.js.publish(
                 subject_of(event), payload, timeout=timeout, headers={"Nats-Msg-Id": event.event_id}
             )
+        except NoStreamResponseError:
+            raise HubNotRunning(
+                f"no stream on {self.nc.connected_url.geturl() if self.nc.connected_url else 'NATS'} "
+                f"stores {subject_of(event)}: no hub has run there yet; start one with "
+                "`python main.py`, or point HUB_NATS_URL at the hub's NATS"
+            ) from None
         except MaxPayloadError:
             raise EventTooLarge(
                 f"{type(event).__name__} {event.event_id} is {len(payload):,} bytes, over the NATS "

@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from core.events import Action, Asset, Name, UtcDatetime
+from core.events import Action, Asset, Confidence, Name, TradeBody, UtcDatetime
 
 MAX_PAGE = 500
 MAX_OFFSET = 1_000_000
 
+# A time in a query string. The server takes what events take (README: "Timestamps may also be
+# epoch seconds"), so the document says so, rather than the server being narrowed to the
+# date-time strings pydantic's default schema names: bots send one clock to both.
+TIME_FORMS = ("ISO 8601 date-time (naive = UTC) or epoch seconds "
+              "(numbers above 2e10 are read as milliseconds)")
+TimeParam = Annotated[UtcDatetime, WithJsonSchema(
+    {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]})]
 
-class TradeOut(BaseModel):
-    """A stored trade, live or backtested; timestamps are UTC."""
+
+class StoredRecord(BaseModel):
+    """What the hub adds to a stored event: its database id beside the publisher's event_id."""
 
     model_config = ConfigDict(from_attributes=True)
 
     id: int
     event_id: str
-    timestamp: UtcDatetime
-    asset: str
-    action: str
-    price: float
-    quantity: float
-    reasoning: str
-    confidence: float
-    source: str | None = None
-    strategy: str | None = None
+
+
+class TradeOut(TradeBody, StoredRecord):
+    """A stored trade, live or backtested; timestamps are UTC."""
 
 
 class TradeQuery(BaseModel):
@@ -39,8 +42,8 @@ class TradeQuery(BaseModel):
     action: Action | None = None
     source: Name | None = None
     strategy: Name | None = None
-    since: UtcDatetime | None = Field(None, description="inclusive")
-    until: UtcDatetime | None = Field(None, description="exclusive")
+    since: TimeParam | None = Field(None, description=f"inclusive; {TIME_FORMS}")
+    until: TimeParam | None = Field(None, description=f"exclusive; {TIME_FORMS}")
     after_id: int | None = Field(
         None, ge=0, le=2**63 - 1, description="only trades stored after this id: catching up")
     limit: int = Field(100, ge=1, le=MAX_PAGE)
@@ -84,6 +87,20 @@ class Health(BaseModel):
     database: ComponentHealth
     consumers: dict[str, dict[str, Any]]
     websocket: dict[str, int]
+    embedder: ComponentHealth = Field(description="detail.ready: the model is loaded (search is warm)")
+
+
+class HubPing(BaseModel):
+    """A hub.ping request: is any hub instance listening on this NATS?"""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class HubPong(BaseModel):
+    """The answer of the instance that heard a ping."""
+
+    pid: int
+    http_url: str | None
 
 
 class WsSubscribe(BaseModel):
@@ -98,6 +115,7 @@ class WsSubscribe(BaseModel):
 class BacktestTradeOut(TradeOut):
     """A backtest's trade: the live Trade schema plus its fee and realized PnL (exits only)."""
 
+    confidence: Confidence | None = None  # type: ignore[assignment]  # a backtester may give none
     fee: float
     pnl: float | None
 
@@ -129,8 +147,10 @@ class BacktestQuery(BaseModel):
 
     strategy: Name | None = None
     asset: Asset | None = Field(None, description="backtests that traded this asset")
-    since: UtcDatetime | None = Field(None, description="backtests that end at or after this")
-    until: UtcDatetime | None = Field(None, description="backtests that start before this")
+    since: TimeParam | None = Field(
+        None, description=f"backtests that end at or after this; {TIME_FORMS}")
+    until: TimeParam | None = Field(
+        None, description=f"backtests that start before this; {TIME_FORMS}")
     sort: BacktestSort = "created"
     order: Literal["asc", "desc"] = "desc"
     limit: int = Field(50, ge=1, le=MAX_PAGE)

@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from core.errors import BadRequest
 from core.events import BacktestCompleted
 from core.metrics import CurveInput, MetricsResult, compute_metrics
 from core.pairing import Fill as PairingFill
 from core.pairing import PairingResult, pair_fifo
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: the API's names, trade_log and metric_reasons (1 had trades, reasons)
+V1_RENAMED = {"trades": "trade_log", "reasons": "metric_reasons"}  # version 1 key -> its name now
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,12 @@ def _iso(value: datetime) -> str:
 def build_report(
     backtest_id: int, event: BacktestCompleted, analysis: Analysis, created_at: datetime
 ) -> dict[str, Any]:
-    """The report written to logs/: metadata, metrics, trade log with PnL, the curve."""
+    """The report written to logs/: metadata, metrics, trade log with PnL, the curve.
+
+    Its keys are the API's (GET /api/backtests/{id}): one name for one thing, file or REST.
+    """
     pnl = analysis.pairing.pnl_per_fill
+    analysed = analysis.metrics.as_dict()
     return {
         "report_version": REPORT_VERSION,
         "id": backtest_id,
@@ -85,10 +91,13 @@ def build_report(
         "periods_per_year": event.periods_per_year,
         "risk_free_rate": event.risk_free_rate,
         "created_at": _iso(created_at),
-        **analysis.metrics.as_dict(),
+        "metrics": analysed["metrics"],
+        "metric_reasons": analysed["reasons"],
+        "max_drawdown_detail": analysed["max_drawdown_detail"],
+        "conventions": analysed["conventions"],
         "runner": {"final_value": event.final_value, "metrics": event.metrics},
         "open_positions": analysis.open_positions,
-        "trades": [
+        "trade_log": [
             {**fill.model_dump(mode="json"), "pnl": pnl[index]}
             for index, fill in enumerate(event.trades)
         ],
@@ -96,13 +105,27 @@ def build_report(
     }
 
 
+def current_report(report: dict[str, Any]) -> dict[str, Any]:
+    """REPORT with today's keys, whichever version wrote it: old reports stay readable."""
+    version = report.get("report_version", 1)
+    if not isinstance(version, int) or not 1 <= version <= REPORT_VERSION:
+        raise BadRequest(f"report_version {version!r} is not one this hub reads "
+                         f"(1 to {REPORT_VERSION}): is the hub older than the report?")
+    if version == REPORT_VERSION:
+        return report
+    return {**{V1_RENAMED.get(key, key): value for key, value in report.items()},
+            "report_version": REPORT_VERSION}
+
+
 def event_from_report(report: dict[str, Any]) -> BacktestCompleted:
-    """The event a report was made from, to import it back."""
+    """The event a report (of any version) was made from, to import it back."""
+    report = current_report(report)
     runner = report.get("runner") or {}
     return BacktestCompleted.model_validate({
         **{k: report[k] for k in ("event_id", "strategy", "parameters", "start", "end",
                                    "initial_capital", "benchmark", "periods_per_year",
-                                   "risk_free_rate", "trades", "equity_curve")},
+                                   "risk_free_rate", "equity_curve")},
+        "trades": report["trade_log"],
         "final_value": runner.get("final_value"),
         "metrics": runner.get("metrics"),
     })

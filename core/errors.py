@@ -35,3 +35,7 @@ class UnknownDomain(BadRequest):
 
 class UnsafePath(BadRequest):
     """A knowledge path that is absolute, climbs out with '..', or resolves outside the folder."""
+
+
+class UsageError(HubError):
+    """A command-line option breaks a rule; the CLI exits with status 2, as argparse does."""

@@ -90,8 +90,8 @@ class Event(BaseModel):
         return self
 
 
-class TradeExecuted(Event):
-    """A live trade by an agent, with its reasoning and confidence; published on trades.<ASSET>."""
+class TradeBody(BaseModel):
+    """What a trade says: declared once, shared by the event, the stored row and the API."""
 
     timestamp: UtcDatetime = Field(
         default_factory=_now, description="ISO 8601, naive means UTC; default: when the stream stored it")
@@ -104,6 +104,10 @@ class TradeExecuted(Event):
     source: Name | None = Field(None, description="the bot that traded")
     strategy: Name | None = None
 
+
+class TradeExecuted(TradeBody, Event):
+    """A live trade by an agent, with its reasoning and confidence; published on trades.<ASSET>."""
+
     def missing_time(self) -> bool:
         """True when no timestamp was sent."""
         return "timestamp" not in self.model_fields_set
@@ -113,6 +117,11 @@ class TradeExecuted(Event):
         timed = self.model_copy(update={"timestamp": stored_at})
         timed._time_from_stream = True
         return timed
+
+
+# A stored trade's fields beside its id, in column order: the insert, the announcement, the CLI
+# and the comparison of a replay with what is stored all read this, so a new field is one line.
+TRADE_FIELDS: tuple[str, ...] = ("event_id", *TradeBody.model_fields)
 
 
 Amount = Annotated[float, Field(ge=0, lt=1e15, allow_inf_nan=False, strict=True)]

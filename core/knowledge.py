@@ -52,6 +52,14 @@ class KnowledgeSearchQuery(BaseModel):
         return SearchRequest(query=self.q, domain=self.domain, k=self.k)
 
 
+class IndexBody(BaseModel):
+    """POST /api/knowledge/index: which domains to index incrementally (none: every one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domains: list[Domain] | None = None
+
+
 class SearchHit(BaseModel):
     """One retrieved chunk; score is higher-is-better (RRF, cosine or BM25 by search mode)."""
 

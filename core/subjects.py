@@ -4,8 +4,10 @@ TRADES = "trades"
 BACKTESTS_COMPLETED = "backtests.completed"
 KNOWLEDGE_INDEX = "knowledge.index"
 KNOWLEDGE_SEARCH = "knowledge.search"
+HUB_PING = "hub.ping"  # request/reply: is a hub consuming this NATS?
 PERSISTED = "hub.persisted"
 DLQ = "hub.dlq"
+KNOWLEDGE_PROGRESS = "hub.progress.knowledge"  # files indexed so far, while a request runs
 
 # What the durable stream captures: everything bots publish for the hub to persist.
 STREAM_SUBJECTS = [f"{TRADES}.>", "backtests.>", KNOWLEDGE_INDEX]

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from nats.aio.client import Client as Nats
 
-from tests.conftest import Hub, hub_settings, start_hub
+from tests.support.hub_app import Hub, hub_settings, start_hub
 
 TOKEN = "s3cret-token"
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -14,21 +12,22 @@ import pytest
 from nats.aio.client import Client as Nats
 from sqlalchemy import select
 
-from bus.embedded import find_binary, free_port
 from bus.publish import HubPublisher
 from core.api import BacktestDetail
 from core.downsample import minmax_indices
 from core.events import BacktestCompleted
-from handlers.backtests import import_report
-from handlers.keys import CONSUMERS
-from storage.engine import async_sessions, create_hub_engine
-from storage.migrate import upgrade
-from storage.models import Backtest, BacktestTrade
+from handlers.events.backtest_completed import import_report
+from handlers.http.keys import CONSUMERS
+from storage.sql.engine import async_sessions, create_hub_engine
+from storage.sql.migrate import upgrade
+from storage.sql.models import Backtest, BacktestTrade
 from storage.reports import read_report, report_path
-from tests.conftest import Hub, hub_settings, start_hub, wait_for_port
-from tests.helpers import count_rows, eventually, publish_raw
+from tests.support.hub_app import Hub, hub_settings, start_hub
+from tests.support.nats_server import NatsServer
+from tests.support.processes import main_py
+from tests.support.payloads import publish_raw
+from tests.support.waiting import count_rows, eventually
 
-REPO = Path(__file__).resolve().parent.parent
 DAY = 86_400
 
 
@@ -77,7 +76,8 @@ async def test_backtest_becomes_report_rows_api_and_websocket_frame(
 
         report = read_report(report_path(hub.settings.logs_dir, backtest_id))
         # FIFO PnL per exit, by hand: BTC (200-100)*1 - 1 - 2 = 97; ETH (25-50)*1 = -25 (1 left open).
-        assert [t["pnl"] for t in report["trades"]] == [None, 97.0, None, -25.0]
+        assert report["report_version"] == 2 and "trades" not in report and "reasons" not in report
+        assert [t["pnl"] for t in report["trade_log"]] == [None, 97.0, None, -25.0]
         assert report["open_positions"] == [
             {"asset": "ETH", "side": "long", "quantity": 1.0, "avg_entry_price": 50.0,
              "opened_at": "2024-01-04T00:00:00Z"}]
@@ -132,7 +132,7 @@ async def test_report_round_trip_gives_identical_rows(tmp_path: Path, database_u
     first = tmp_path / "first.db"
     source = create_hub_engine(f"sqlite+aiosqlite:///{first}")
     await upgrade(source)
-    from handlers.backtests import persist_backtest
+    from handlers.events.backtest_completed import persist_backtest
 
     event = BacktestCompleted.model_validate(backtest(metrics={"sharpe": 1.5}, final_value=1072.0))
     original = await persist_backtest(async_sessions(source), tmp_path / "logs", event)
@@ -283,7 +283,7 @@ async def test_backtest_api_errors(hub: Hub, nc: Nats, path: str, status: int) -
 def test_view_trades_prints_the_latest_report_as_a_table(tmp_path: Path) -> None:
     import asyncio
 
-    from handlers.backtests import persist_backtest
+    from handlers.events.backtest_completed import persist_backtest
 
     engine = create_hub_engine(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
 
@@ -296,8 +296,7 @@ def test_view_trades_prints_the_latest_report_as_a_table(tmp_path: Path) -> None
 
     asyncio.run(store())
     env = {"HUB_LOGS_DIR": str(tmp_path / "logs"), "HUB_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "main.py", "view-trades"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = main_py("view-trades", env=env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Backtest 2: rsi_reversion  2024-01-01 → 2024-01-06")
@@ -307,30 +306,21 @@ def test_view_trades_prints_the_latest_report_as_a_table(tmp_path: Path) -> None
     assert "4 fills, realized P/L 72.00, fees 3.00" in result.stdout
     assert "total_return 7.20%" in result.stdout and "win_rate 50.00%" in result.stdout
     assert "open at the end: long 1 ETH @ 50.00" in result.stdout
-    first = subprocess.run([sys.executable, "main.py", "view-trades", "1"], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=60)
+    first = main_py("view-trades", "1", env=env)
     assert first.stdout.startswith("Backtest 1:")
-    empty = subprocess.run([sys.executable, "main.py", "view-trades"], cwd=REPO, capture_output=True, text=True,
-                           env={**env, "HUB_LOGS_DIR": str(tmp_path / "none")}, timeout=60)
+    empty = main_py("view-trades", env={**env, "HUB_LOGS_DIR": str(tmp_path / "none")})
     assert empty.returncode == 0 and empty.stdout.startswith("No backtest report")
 
 
 async def test_publisher_says_what_to_change_when_the_server_limit_is_too_small(tmp_path: Path) -> None:
-    port = free_port()
-    server = subprocess.Popen([find_binary(), "-p", str(port), "-js", "-sd", str(tmp_path)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with NatsServer(tmp_path, max_payload=1024 * 1024) as server:  # nats-server's own default
         from bus.connection import connect
 
-        publisher = HubPublisher(await connect(f"nats://127.0.0.1:{port}", "t"))
+        publisher = HubPublisher(await connect(server.url, "t"))
         big = backtest(equity_curve=[{"timestamp": 1_704_067_200 + i, "value": 1.0 + i} for i in range(40_000)])
         with pytest.raises(Exception, match="max_payload"):
             await publisher.publish(BacktestCompleted.model_validate(big))
         await publisher.close()
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 async def test_recorder_and_example_backtester_publish_to_the_hub(hub: Hub, nc: Nats) -> None:

@@ -23,11 +23,11 @@ from nats.aio.client import Client as Nats
 
 from bus.embedded import free_port
 from core.settings import REPO_ROOT, Settings
-from storage.embedding import Embedder
-from storage.knowledge import KnowledgeIndexer
-from storage.vectors import collection_name
-from tests.conftest import Hub, hub_settings, start_hub
-from tests.helpers import wait_until_indexed
+from storage.rag.embedding import Embedder
+from storage.rag.indexer import KnowledgeIndexer
+from storage.rag.vectors import collection_name
+from tests.support.hub_app import Hub, hub_settings, start_hub
+from tests.support.waiting import wait_until_indexed
 from tests.test_knowledge import embedder, no_default_embedding_function  # noqa: F401  (fixtures)
 
 SHIPPED = ["technical/rsi.md", "technical/macd.md", "risk/kelly-criterion.md"]

@@ -9,11 +9,7 @@ and kill -9 of a node cannot disturb the test's own event loop.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,59 +25,31 @@ from nats.js.api import ConsumerInfo, StreamInfo
 from nats.js.errors import NotFoundError
 
 from bus.connection import connect
-from bus.embedded import find_binary, free_port, write_config
+from bus.embedded import free_port
 from bus.streams import ensure_consumer, ensure_hub_streams
-from tests.conftest import wait_for_port
-from tests.helpers import eventually, trade
+from tests.support.hub_process import HubProcess, hub_env
+from tests.support.nats_server import MAX_PAYLOAD, NatsServer
+from tests.support.payloads import trade
+from tests.support.waiting import eventually
 
-REPO = Path(__file__).resolve().parent.parent
-MAX_PAYLOAD = 32 * 1024 * 1024
 STREAMS = ("HUB", "HUB_DLQ")
 
 
 @dataclass
-class Node:
-    """One nats-server of the cluster: its ports, store and process."""
+class Node(NatsServer):
+    """One nats-server of the cluster: the hub's single-node config, plus a name, monitoring and
+    the routes to its peers."""
 
-    name: str
-    store: Path
-    client_port: int = field(default_factory=free_port)
+    name: str = ""
     route_port: int = field(default_factory=free_port)
     monitor_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.client_port}"
 
     def write_config(self, peers: list[Node]) -> Path:
-        """The single-node config of bus.embedded, plus a name, monitoring and the routes."""
-        config = write_config(self.store, "127.0.0.1", self.client_port, MAX_PAYLOAD)
         routes = ", ".join(f"nats-route://127.0.0.1:{p.route_port}" for p in peers if p is not self)
-        with config.open("a") as extra:
-            extra.write(f"server_name: {self.name}\n"
-                        f"http: 127.0.0.1:{self.monitor_port}\n"
-                        f"cluster {{ name: hub-test, listen: 127.0.0.1:{self.route_port}, "
-                        f"routes: [{routes}] }}\n")
-        return config
-
-    def start(self) -> None:
-        config = self.store / "nats-server.conf"
-        self.process = subprocess.Popen(
-            [find_binary(), "-c", str(config), "-l", str(self.store / "nats-server.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.client_port)
-
-    def kill(self) -> None:
-        """kill -9: no goodbye to the clients or the other nodes."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        return self.configure(f"server_name: {self.name}\n"
+                              f"http: 127.0.0.1:{self.monitor_port}\n"
+                              f"cluster {{ name: hub-test, listen: 127.0.0.1:{self.route_port}, "
+                              f"routes: [{routes}] }}\n")
 
 
 @dataclass
@@ -115,7 +83,7 @@ class Cluster:
         """The nodes that hold a client connection called NAME (live nodes only)."""
         holding = []
         for node in self.nodes:
-            if node.process is None or node.process.poll() is not None:
+            if not node.running:
                 continue
             _, body = await self.monitor(node, "/connz?limit=1024")
             if any(c.get("name") == name for c in body.get("connections") or []):
@@ -127,7 +95,7 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A 3-node cluster, shared by this module's tests (each deletes the hub's streams first)."""
     base = tmp_path_factory.mktemp("cluster")
-    nodes = [Node(f"n{i}", base / f"n{i}") for i in range(3)]
+    nodes = [Node(base / f"n{i}", name=f"n{i}") for i in range(3)]
     for node in nodes:
         node.write_config(nodes)
     try:
@@ -185,33 +153,19 @@ async def test_replicas_setting_creates_and_raises_both_streams_to_three_peers(c
     assert len(_peers(await js.consumer_info("HUB", "trades"))) == 3  # it inherits R3
 
 
-class HubProcess:
-    """`python main.py` with the given environment, logging to a file."""
+async def health(hub: HubProcess) -> dict[str, Any]:
+    """The hub's /api/health (fetched in a thread: the test's event loop keeps publishing)."""
+    body: dict[str, Any] = await asyncio.to_thread(hub.get, "/api/health")
+    return body
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
-        with log.open("wb") as output:
-            self.process = subprocess.Popen([sys.executable, "main.py"], cwd=REPO, env=env,
-                                            stdout=output, stderr=subprocess.STDOUT)
-        self.http = f"http://127.0.0.1:{env['HUB_HTTP_PORT']}"
 
-    async def health(self) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{self.http}/api/health") as response:
-                body: dict[str, Any] = await response.json()
-                return body
-
-    async def is_ok(self) -> bool:
-        assert self.process.poll() is None, "the hub exited:\n" + self.log.read_text()[-3000:]
-        try:
-            return bool((await self.health())["status"] == "ok")
-        except aiohttp.ClientError:
-            return False
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
+async def is_ok(hub: HubProcess) -> bool:
+    """Whether the hub runs and says it is healthy."""
+    assert hub.process.poll() is None, "the hub exited:\n" + hub.output[-3000:]
+    try:
+        return bool((await health(hub))["status"] == "ok")
+    except OSError:  # not listening (yet)
+        return False
 
 
 def stored_event_ids(data_dir: Path) -> list[str]:
@@ -276,16 +230,13 @@ async def _move_leaders_to(js: JetStreamContext, nc: Nats, node: str) -> None:
 async def test_killing_a_node_mid_stream_loses_and_doubles_nothing(
     cluster: Cluster, client: Nats, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(HUB_NATS_URL=cluster.urls, HUB_STREAM_REPLICAS="3", HUB_DATA_DIR=str(tmp_path / "data"),
-               HUB_LOGS_DIR=str(tmp_path / "logs"), HUB_KNOWLEDGE_DIR=str(tmp_path / "knowledge"),
-               HUB_HTTP_PORT=str(free_port()),
-               # Acks held by the dead consumer leader are lost; their events come back after this.
-               HUB_ACK_WAIT_SECONDS="5")
-    hub = HubProcess(env, tmp_path / "hub.log")
+    hub = HubProcess(hub_env(tmp_path, HUB_NATS_URL=cluster.urls, HUB_STREAM_REPLICAS="3",
+                             # Acks held by the dead consumer leader are lost; their events come
+                             # back after this.
+                             HUB_ACK_WAIT_SECONDS="5"))
     js = client.jetstream()
     try:
-        await eventually(hub.is_ok, timeout=60, what="the hub up on the cluster")
+        await eventually(lambda: is_ok(hub), timeout=60, what="the hub up on the cluster")
         for name in STREAMS:
             info = await js.stream_info(name)
             assert info.config.num_replicas == 3 and len(_peers(info)) == 3
@@ -303,7 +254,7 @@ async def test_killing_a_node_mid_stream_loses_and_doubles_nothing(
         total = 20_000
         payloads = [trade(event_id=f"cluster-{i:05d}", asset=("BTC", "ETH", "SOL")[i % 3])
                     for i in range(total)]
-        bot, data = Bot(bot_nc.jetstream(), payloads), tmp_path / "data"
+        bot, data = Bot(bot_nc.jetstream(), payloads), hub.data_dir
         publishing = asyncio.create_task(bot.run())
         await eventually(lambda: stored_count(data) >= total // 4, timeout=60,
                          what="the hub a quarter through")
@@ -323,11 +274,11 @@ async def test_killing_a_node_mid_stream_loses_and_doubles_nothing(
         assert hub_nodes and victim_name not in hub_nodes  # it reconnected to a survivor
 
         async def settled() -> bool:  # healthy, and nothing left unacked (lost acks redelivered)
-            trades = (await hub.health())["consumers"]["trades"]
-            return await hub.is_ok() and trades["pending"] == 0 and trades["ack_pending"] == 0
+            trades = (await health(hub))["consumers"]["trades"]
+            return await is_ok(hub) and trades["pending"] == 0 and trades["ack_pending"] == 0
 
         await eventually(settled, timeout=30, what="hub health back to ok, every event acked")
-        trades = (await hub.health())["consumers"]["trades"]
+        trades = (await health(hub))["consumers"]["trades"]
         assert trades["persisted"] == total and trades["dead_lettered"] == 0
         print(f"\nkilled {victim_name} with {acked_at_kill} of {total} publishes acked; "
               f"bot retries {bot.retries}; hub duplicates skipped {trades['duplicates']}")
@@ -342,7 +293,7 @@ async def test_killing_a_node_mid_stream_loses_and_doubles_nothing(
                 p.current and not p.offline for p in replicas or [])
 
         await eventually(caught_up, timeout=60, what=f"{victim_name} current again")
-        assert await hub.is_ok()
+        assert await is_ok(hub)
         assert hub.stop() == 0
     finally:
         hub.stop()

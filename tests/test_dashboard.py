@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as Nats
 
-from tests.conftest import Hub, hub_settings, start_hub
-from tests.helpers import eventually, publish_raw, publish_trade, wait_until_indexed
+from tests.support.hub_app import Hub, hub_settings, start_hub
+from tests.support.payloads import publish_raw, publish_trade
+from tests.support.waiting import eventually, wait_until_indexed
 from tests.test_backtests import backtest
 
 try:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storage.embedding import Embedder, EmbeddingModelMissing, model_dir
+from storage.rag.embedding import Embedder, EmbeddingModelMissing, model_dir
+from tests.support.processes import run_program
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text(encoding="utf-8"))
 TEXTS = [item["text"] for item in REFERENCE["items"]]
@@ -124,12 +123,6 @@ def test_unknown_backend() -> None:
 
 def test_no_torch_no_hub_no_chroma_default() -> None:
     # A fresh interpreter, so that nothing else in the test session has imported these already.
-    code = (
-        "import sys; from storage.embedding import Embedder; Embedder().embed(['offline'])\n"
-        "bad = {'torch', 'sentence_transformers', 'huggingface_hub', 'transformers',"
-        " 'chromadb.utils.embedding_functions'} & set(sys.modules)\n"
-        "print(sorted(bad))"
-    )
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    out = run_program("embedding_imports")
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
 import asyncpg
@@ -11,10 +10,12 @@ from nats.aio.client import Client as Nats
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from handlers.keys import CONSUMERS, SESSIONS
-from storage.models import Backtest, Trade
-from tests.conftest import Hub, hub_settings, start_hub
-from tests.helpers import all_acked, count_rows, eventually, publish_raw, publish_trade, rows_are
+from handlers.http.keys import CONSUMERS, SESSIONS
+from storage.sql.models import Backtest, Trade
+from tests.support.hub_app import Hub, hub_settings, start_hub
+from tests.support.nats_server import NatsServer
+from tests.support.payloads import publish_raw, publish_trade
+from tests.support.waiting import all_acked, count_rows, eventually, rows_are
 from tests.test_backtests import backtest
 
 
@@ -78,30 +79,18 @@ async def test_health_is_degraded_while_an_external_nats_is_away(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     from bus.connection import connect
-    from bus.embedded import find_binary, free_port, write_config
-    from tests.conftest import wait_for_port
 
-    port = free_port()
-    config = write_config(tmp_path / "nats", "127.0.0.1", port, 1 << 20)
-
-    def run_server() -> subprocess.Popen[bytes]:
-        server = subprocess.Popen([find_binary(), "-c", str(config)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(port)
-        return server
-
-    server = run_server()
-    url = f"nats://127.0.0.1:{port}"
+    server = NatsServer(tmp_path / "nats", max_payload=1 << 20).start()
+    url = server.url
     hub = await start_hub(hub_settings(tmp_path, url, sqlite_url))
     publisher = await connect(url, "test-publisher")
     try:
         for i in range(100):
             await publish_trade(publisher, event_id=f"away-{i}")
         server.kill()
-        server.wait()
         await eventually(lambda: _status_is(hub, "degraded"), what="degraded while NATS is away")
         assert (await (await hub.http.get("/api/trades?limit=1")).json())["trades"]  # still serving
-        server = run_server()  # the same store: the stream and the consumer come back
+        server.start()  # the same port and store: the stream and the consumer come back
         await eventually(lambda: _status_is(hub, "ok"), timeout=30, what="ok once NATS is back")
         for i in range(100, 200):
             await publish_trade(publisher, event_id=f"away-{i}")
@@ -110,7 +99,6 @@ async def test_health_is_degraded_while_an_external_nats_is_away(
         await publisher.close()
         await hub.stop()
         server.kill()
-        server.wait()
 
 
 async def _status_is(hub: Hub, status: str) -> bool:

@@ -11,9 +11,10 @@ import orjson
 import pytest
 from nats.aio.client import Client as Nats
 
-from handlers.keys import CONSUMERS
-from tests.conftest import Hub
-from tests.helpers import eventually, publish_raw
+from handlers.http.keys import CONSUMERS
+from tests.support.hub_app import Hub
+from tests.support.payloads import publish_raw
+from tests.support.waiting import eventually
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "hostile_trades.json").read_text())["items"]
 

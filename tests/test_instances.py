@@ -15,11 +15,8 @@ small tests at the end pin both rules down; the big one only meets that window b
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,63 +26,25 @@ from nats.aio.msg import Msg
 from sqlalchemy import text
 
 from bus.connection import connect
-from bus.embedded import free_port
-from handlers.keys import CONSUMERS
-from storage.engine import create_sync_engine
-from tests.conftest import Hub
-from tests.helpers import eventually, publish_raw, trade
-from tests.test_daemon import PUBLISH_MANY, REPO, Daemon, wait_until
+from handlers.http.keys import CONSUMERS
+from storage.sql.engine import create_sync_engine
+from tests.support.hub_app import Hub
+from tests.support.hub_process import HubProcess, hub_env
+from tests.support.payloads import publish_raw, trade
+from tests.support.processes import start_program
+from tests.support.waiting import eventually, wait_until
 from tests.test_backtests import backtest
 
 TOTAL = 100_000
 INSTANCES = 3
 
-# One WebSocket client: collects the event_id -> database id of every trade announced to it.
-# It stops when it has seen TOTAL distinct trades, when its hub goes away, or on SIGTERM, and
-# then writes what it saw to OUT.
-WS_COLLECTOR = """
-import asyncio, signal, sys, orjson, aiohttp
-async def main(url, total, out):
-    seen, received, frames, end = {}, 0, 0, "sigterm"
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(url, max_msg_size=0) as ws:
-            print("connected", flush=True)
-            async def read():
-                nonlocal received, frames
-                async for message in ws:
-                    if message.type != aiohttp.WSMsgType.TEXT:
-                        continue
-                    body = orjson.loads(message.data)
-                    frames += 1
-                    for event in body.get("events", ()):
-                        if event["kind"] == "trades":
-                            received += 1
-                            seen[event["data"]["event_id"]] = event["data"]["id"]
-                    if len(seen) >= total:
-                        return "complete"
-                return f"closed {ws.close_code}"
-            reader = asyncio.create_task(read())
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if reader.done():
-                end = reader.result()
-            reader.cancel()
-            stopper.cancel()
-    with open(out, "wb") as f:
-        f.write(orjson.dumps({"seen": seen, "received": received, "frames": frames, "end": end}))
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
-"""
-
 
 class WsCollector:
-    """A WebSocket client of one hub instance, in its own process."""
+    """A WebSocket client of one hub instance, in its own process (programs/ws_collector.py)."""
 
     def __init__(self, ws_url: str, out: Path) -> None:
         self.out = out
-        self.process = subprocess.Popen([sys.executable, "-c", WS_COLLECTOR, ws_url, str(TOTAL), str(out)],
-                                        cwd=REPO, stdout=subprocess.PIPE, text=True)
+        self.process = start_program("ws_collector", ws_url, str(TOTAL), str(out), stdout=subprocess.PIPE)
         assert self.process.stdout is not None
         assert self.process.stdout.readline().strip() == "connected"
 
@@ -102,16 +61,11 @@ class WsCollector:
 
 def instance_env(tmp_path: Path, index: int, nats_url: str, database_url: str) -> dict[str, str]:
     """One instance's environment: its own port and folders, the shared NATS and database."""
-    home = tmp_path / f"hub{index}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(HUB_DATA_DIR=str(home / "data"), HUB_LOGS_DIR=str(home / "logs"),
-               HUB_KNOWLEDGE_DIR=str(home / "knowledge"), HUB_HTTP_PORT=str(free_port()),
-               HUB_NATS_URL=nats_url, HUB_DATABASE_URL=database_url,
-               HUB_ACK_WAIT_SECONDS="10",  # what the killed instance held comes back after this
-               # The clients share two cores with everything else; a slow-client cut-off (tested
-               # in test_websocket) would only hide what this test looks for.
-               HUB_WS_QUEUE_SIZE="1000000", HUB_LOG_LEVEL="WARNING")
-    return env
+    return hub_env(tmp_path / f"hub{index}", HUB_NATS_URL=nats_url, HUB_DATABASE_URL=database_url,
+                   HUB_ACK_WAIT_SECONDS="10",  # what the killed instance held comes back after this
+                   # The clients share two cores with everything else; a slow-client cut-off
+                   # (tested in test_websocket) would only hide what this test looks for.
+                   HUB_WS_QUEUE_SIZE="1000000", HUB_LOG_LEVEL="WARNING")
 
 
 async def _delete_streams(nats_url: str) -> None:
@@ -123,7 +77,7 @@ async def _delete_streams(nats_url: str) -> None:
     await client.close()
 
 
-def persisted(hub: Daemon) -> int:
+def persisted(hub: HubProcess) -> int:
     """Trades this instance stored itself (new rows, not replays)."""
     return int(hub.get("/api/health")["consumers"]["trades"]["persisted"])
 
@@ -139,15 +93,15 @@ def test_three_instances_share_the_stream_survive_a_kill_9_and_all_clients_see_e
             return int(connection.execute(text(sql)).scalar_one())
 
     # One after another: each creates the schema before its banner, so they never race on it.
-    hubs = [Daemon(instance_env(tmp_path, i, nats_url, pg_url)) for i in range(INSTANCES)]
+    hubs = [HubProcess(instance_env(tmp_path, i, nats_url, pg_url)) for i in range(INSTANCES)]
     publisher: subprocess.Popen[str] | None = None
     clients: list[WsCollector] = []
     try:
-        clients += [WsCollector(hub.http.replace("http", "ws", 1) + "/ws", tmp_path / f"seen{i}.json")
+        clients += [WsCollector(hub.http_url.replace("http", "ws", 1) + "/ws", tmp_path / f"seen{i}.json")
                    for i, hub in enumerate(hubs)]
         wait_until(lambda: all(h.get("/api/health")["websocket"]["clients"] == 1 for h in hubs))
-        publisher = subprocess.Popen([sys.executable, "-c", PUBLISH_MANY, nats_url, str(TOTAL)], cwd=REPO,
-                                     stderr=subprocess.PIPE, text=True)
+        publisher = start_program("publish_trades", nats_url, str(TOTAL), "--prefix", "k", "--assets", "ETH",
+                                  stderr=subprocess.PIPE)
         victim, survivors = hubs[0], hubs[1:]
         wait_until(lambda: persisted(victim) > 0 and scalar("SELECT count(*) FROM trades") >= 5_000, timeout=120)
         victim_persisted = persisted(victim)

@@ -15,10 +15,11 @@ from pydantic import ValidationError
 from core.errors import BadRequest, NotFound, UnknownDomain, UnsafePath
 from core.knowledge import DOMAINS, InlineDocument, SearchRequest
 from core.settings import REPO_ROOT, Settings
-from storage.chunking import chunk_document, chunk_id, split_by_size
-from storage.embedding import Embedder
-from storage.knowledge import KnowledgeIndexer, fuse
-from storage.query_terms import fts_query
+from storage.rag.chunking import chunk_document, chunk_id, split_by_size
+from storage.rag.embedding import Embedder
+from storage.rag.fusion import fuse
+from storage.rag.indexer import KnowledgeIndexer
+from storage.rag.query_terms import fts_query
 
 NESTED = """Preamble before any heading.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import REPO_ROOT
-from storage.knowledge import KnowledgeIndexer
+from storage.rag.indexer import KnowledgeIndexer
 from tests.bench.eval_knowledge import Score, evaluate, indexer_for, load_cases, table
 
 

@@ -10,8 +10,9 @@ import orjson
 import pytest
 from nats.aio.client import Client as Nats
 
-from tests.conftest import Hub, hub_settings, start_hub
-from tests.helpers import publish_raw, wait_until_indexed
+from tests.support.hub_app import Hub, hub_settings, start_hub
+from tests.support.payloads import publish_raw
+from tests.support.waiting import wait_until_indexed
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = ["technical/rsi.md", "technical/macd.md", "risk/kelly-criterion.md", "sentiment/fear-and-greed.md"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from nats.aio.client import Client as Nats
 from prometheus_client.parser import text_string_to_metric_families
 
-from handlers.keys import CONSUMERS
-from tests.conftest import Hub
-from tests.helpers import eventually, publish_raw, publish_trade, trade
+from handlers.http.keys import CONSUMERS
+from tests.support.hub_app import Hub
+from tests.support.payloads import publish_raw, publish_trade, trade
+from tests.support.waiting import eventually
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -6,7 +6,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.errors import HubError
 from core.events import BacktestCompleted, TradeExecuted
-from handlers.backtests import persist_backtest
-from storage import migrate
-from storage.engine import async_sessions, create_hub_engine
-from storage.models import Backtest, BacktestData, BacktestTrade, Base, Trade
-from storage.trades import insert_trades
-from tests.conftest import PG_ENV, _create_pg_database, _drop_pg_database, hub_settings, start_hub
-from tests.helpers import trade
+from handlers.events.backtest_completed import persist_backtest
+from storage.sql import migrate
+from storage.sql.engine import async_sessions, create_hub_engine
+from storage.sql.models import Backtest, BacktestData, BacktestTrade, Base, Trade
+from storage.sql.trade_rows import insert_trades
+from tests.support.hub_app import hub_settings, start_hub
+from tests.support.postgres import PG_ENV, create_database, drop_database
+from tests.support.processes import main_py, run_program
+from tests.support.payloads import trade
 from tests.test_backtests import backtest
 
-REPO = Path(__file__).resolve().parent.parent
 TABLES = (Trade, Backtest, BacktestTrade, BacktestData)
 
 
@@ -37,9 +37,9 @@ async def fresh_pg_url() -> AsyncIterator[str]:
     """A PostgreSQL database of the test's own, dropped after it."""
     if not (base := os.environ.get(PG_ENV)):
         pytest.skip(f"{PG_ENV} is not set: no PostgreSQL server to test against")
-    url = await _create_pg_database(base)
+    url = await create_database(base)
     yield url
-    await _drop_pg_database(url)
+    await drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -140,8 +140,7 @@ async def _legacy_database_with_data(engine: AsyncEngine, logs: Path) -> None:
 
 def _cli(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HUB_DATABASE_URL": url, "HUB_DATA_DIR": str(tmp_path / "data")}
-    return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return main_py(*args, env=env, timeout=120)
 
 
 async def test_an_old_database_with_data_is_upgraded_by_the_cli(
@@ -200,21 +199,8 @@ async def test_instances_starting_at_once_on_postgresql_migrate_once(fresh_pg_ur
 
 
 def test_session_local_reads_and_writes_on_both(fresh_url: str, tmp_path: Path) -> None:
-    script = (
-        "from datetime import datetime, timezone\n"
-        "from storage.database import SessionLocal, Trade\n"
-        "with SessionLocal() as session:\n"
-        "    session.add(Trade(event_id='script-1', timestamp=datetime(2024, 1, 2, tzinfo=timezone.utc),\n"
-        "                      asset='ETH', action='SELL', price=2300.5, quantity=1.5, reasoning='from a script',\n"
-        "                      confidence=70, source='notebook', strategy=None))\n"
-        "    session.commit()\n"
-        "with SessionLocal() as session:\n"
-        "    print(repr(session.query(Trade).filter_by(event_id='script-1').one()))\n"
-        "    print(session.get_bind().dialect.driver)\n"
-    )
     env = {**os.environ, "HUB_DATABASE_URL": fresh_url, "HUB_DATA_DIR": str(tmp_path / "data")}
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = run_program("session_local_roundtrip", env=env)
     assert done.returncode == 0, done.stderr
     shown, driver = done.stdout.splitlines()
     assert shown == "Trade(id=1, 2024-01-02 00:00:00 SELL 1.5 ETH @ 2300.5, confidence=70.0)"

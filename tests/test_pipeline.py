@@ -12,10 +12,11 @@ import pytest
 from nats.aio.client import Client as Nats
 from sqlalchemy import func, select
 
-from handlers.keys import CONSUMERS, SESSIONS
-from storage.models import Trade
-from tests.conftest import Hub, hub_settings, start_hub
-from tests.helpers import all_acked, count_rows, eventually, publish_raw, publish_trade, rows_are, trade
+from handlers.http.keys import CONSUMERS, SESSIONS
+from storage.sql.models import Trade
+from tests.support.hub_app import Hub, hub_settings, start_hub
+from tests.support.payloads import publish_raw, publish_trade, trade
+from tests.support.waiting import all_acked, count_rows, eventually, rows_are
 
 
 async def next_events(ws: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
@@ -154,7 +155,7 @@ async def _at_least(hub: Hub, n: int) -> bool:
 
 
 async def _count_in(url: str) -> int:
-    from storage.engine import create_hub_engine
+    from storage.sql.engine import create_hub_engine
 
     engine = create_hub_engine(url)
     async with engine.connect() as connection:

@@ -11,10 +11,10 @@ import pytest
 from nats.aio.client import Client as Nats
 
 from core.events import TradeExecuted
-from handlers.keys import SESSIONS
-from storage.trades import insert_trades
-from tests.conftest import Hub, hub_settings, start_hub
-from tests.helpers import trade
+from handlers.http.keys import SESSIONS
+from storage.sql.trade_rows import insert_trades
+from tests.support.hub_app import Hub, hub_settings, start_hub
+from tests.support.payloads import trade
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

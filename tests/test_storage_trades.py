@@ -1,4 +1,4 @@
-"""storage.trades on SQLite (its fast path) and PostgreSQL (the Core path): same results."""
+"""storage.sql.trade_rows on SQLite (its fast path) and PostgreSQL (the Core path): same results."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 
 from core.events import TradeExecuted
-from storage.engine import async_sessions, create_hub_engine
-from storage.migrate import upgrade
-from storage.models import Trade
-from storage.trades import SQLITE_ROWS_PER_STATEMENT, insert_trades
-from tests.helpers import trade
+from storage.sql.engine import async_sessions, create_hub_engine
+from storage.sql.migrate import upgrade
+from storage.sql.models import Trade
+from storage.sql.trade_rows import SQLITE_ROWS_PER_STATEMENT, insert_trades
+from tests.support.payloads import trade
 
 
 async def test_insert_round_trips_exactly_and_is_idempotent(database_url: str) -> None:

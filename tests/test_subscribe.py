@@ -11,7 +11,7 @@ from bus.publish import HubPublisher
 from bus.subscribe import events
 from core.api import TradeOut
 from core.events import TradeExecuted
-from tests.conftest import Hub
+from tests.support.hub_app import Hub
 
 
 async def collect(iterator: object, count: int) -> list[object]:

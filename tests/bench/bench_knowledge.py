@@ -28,11 +28,11 @@ import numpy as np
 
 from core.knowledge import DOMAINS
 from core.settings import REPO_ROOT, Settings
-from storage.chunking import VERSION as CHUNKER_VERSION
-from storage.embedding import Embedder
-from storage.knowledge import MODEL, KnowledgeIndexer
-from storage.lexical import FileRecord, StoredChunk
-from storage.minilm import F32
+from storage.rag.chunking import VERSION as CHUNKER_VERSION
+from storage.rag.embedding import Embedder
+from storage.rag.indexer import MODEL, KnowledgeIndexer
+from storage.rag.lexical import FileRecord, StoredChunk
+from storage.rag.minilm import F32
 from tests.bench.common import percentile
 
 SHIPPED = REPO_ROOT / "knowledge"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +20,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from tests.bench.common import REPO, DaemonProcess, open_drain, percentile
+from tests.bench.common import open_drain, percentile, quiet_hub
+from tests.support.processes import REPO, program
 
 
 async def measure(ws: aiohttp.ClientWebSocketResponse, total: int, latencies: list[float]) -> None:
@@ -42,8 +42,7 @@ async def run(http_url: str, nats_url: str, args: argparse.Namespace) -> list[fl
         sockets = [await session.ws_connect(f"{http_url}/ws") for _ in range(args.measuring)]
         await asyncio.sleep(0.5)
         publisher = await asyncio.create_subprocess_exec(
-            sys.executable, str(REPO / "tests/bench/publisher.py"), nats_url, str(args.trades),
-            "--rate", str(args.rate))
+            *program("publish_trades", nats_url, str(args.trades), "--rate", str(args.rate)), cwd=REPO)
         await asyncio.wait_for(asyncio.gather(*(measure(ws, args.trades, latencies) for ws in sockets)),
                                args.trades / args.rate + 60)
         await publisher.wait()
@@ -66,7 +65,7 @@ def main() -> None:
     cli.add_argument("--measuring", type=int, default=5)
     args = cli.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        hub = DaemonProcess(Path(scratch))
+        hub = quiet_hub(Path(scratch))
         try:
             import uvloop
             latencies = uvloop.run(run(hub.http_url, hub.nats_url, args))

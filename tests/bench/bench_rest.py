@@ -19,10 +19,10 @@ from pathlib import Path
 import aiohttp
 
 from core.events import TradeExecuted
-from storage.engine import async_sessions, create_hub_engine
-from storage.migrate import upgrade
-from storage.trades import insert_trades
-from tests.bench.common import DaemonProcess, percentile
+from storage.sql.engine import async_sessions, create_hub_engine
+from storage.sql.migrate import upgrade
+from storage.sql.trade_rows import insert_trades
+from tests.bench.common import percentile, quiet_hub
 
 ASSETS = ["BTC", "ETH", "SOL", "ADA", "XRP", "DOGE", "DOT", "AVAX", "LINK", "LTC"]
 
@@ -78,10 +78,10 @@ def main() -> None:
     args = cli.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
-        asyncio.run(fill(Path(scratch) / "hub.db", args.trades))
+        asyncio.run(fill(Path(scratch) / "data" / "hub.db", args.trades))  # where the hub keeps it
         print(f"{args.trades} trades written in {time.perf_counter() - started:.1f} s; "
               f"{args.requests} sequential requests each:")
-        hub = DaemonProcess(Path(scratch))
+        hub = quiet_hub(Path(scratch))
         try:
             asyncio.run(bench(hub.http_url, args.requests))
         finally:

@@ -12,8 +12,8 @@ Two modes:
   drain  the instances start, the shared consumer is paused (JetStream consumer pause), the
          trades are published into the stream, and the consumer is resumed: the rate is trades /
          (resume -> last row). No publisher competes for the cores.
-  live   the instances run first; the publisher (tests/bench/publisher.py, its own process)
-         streams the trades, and the rate is trades / (publisher start -> last row).
+  live   the instances run first; the publisher (tests/support/programs/publish_trades.py, its
+         own process) streams the trades, and the rate is trades / (publisher start -> last row).
 
 For every run the CPU time of each party is read from /proc: the hub processes, the
 nats-server, the PostgreSQL backends serving the run's database, and the publisher; and the
@@ -34,15 +34,11 @@ import asyncio
 import os
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,35 +46,17 @@ import orjson
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bus.embedded import find_binary, free_port, write_config
-from tests.bench.common import REPO, DaemonProcess, cpu_seconds
+from tests.bench.common import cpu_seconds, pause_consumer, quiet_hub, wait_for_rows
+from tests.support.hub_process import HubProcess
+from tests.support.nats_server import NatsServer
+from tests.support.postgres import fresh_database
+from tests.support.processes import program, start_program
 
-PUBLISHER = str(REPO / "tests" / "bench" / "publisher.py")
 TICK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 
 
 # --- the things a run needs -----------------------------------------------------------------
-
-@contextmanager
-def nats_server(scratch: Path) -> Iterator[tuple[str, int]]:
-    """A nats-server with JetStream on a free port: its URL and pid."""
-    port = free_port()
-    config = write_config(scratch / "nats", "127.0.0.1", port, 32 * 1024 * 1024)
-    process = subprocess.Popen([find_binary(), "-c", str(config)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.02)
-    try:
-        yield f"nats://127.0.0.1:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(10)
-
 
 def libpq(url: str, database: str | None = None) -> str:
     """The SQLAlchemy URL as a libpq URL (for psycopg), optionally of another database."""
@@ -88,80 +66,13 @@ def libpq(url: str, database: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-@contextmanager
-def fresh_database(base_url: str) -> Iterator[str]:
-    """A new, empty database on BASE_URL's server (dropped afterwards): its SQLAlchemy URL."""
-    name = f"hub_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(libpq(base_url, "postgres"), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(libpq(base_url, "postgres"), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-# main.py with a statistical profiler: between SIGUSR1 and SIGUSR2 (the measured window, not
-# the imports and start-up) an ITIMER_PROF timer interrupts the process every millisecond of
-# CPU it uses (in effect once per kernel tick of CPU, 4 ms at HZ=250), and the Python stack it
-# interrupted is counted. Idle time is never sampled, and the cost is one stack walk per
-# sample, so the figures are the CPU split, barely disturbed.
-# Time in C (orjson, pydantic-core, asyncpg's protocol, uvloop) lands on the Python frame
-# that called it or runs next. The samples are written to argv[1] as JSON at SIGUSR2.
-PROFILED = """
-import collections, json, runpy, signal, sys
-path, samples = sys.argv[1], collections.Counter()
-def sample(_signum, frame):
-    stack = []
-    while frame is not None and len(stack) < 60:
-        stack.append(frame.f_code.co_filename + ":" + frame.f_code.co_name)
-        frame = frame.f_back
-    samples[tuple(stack)] += 1
-def start(*_):
-    signal.signal(signal.SIGPROF, sample)
-    signal.setitimer(signal.ITIMER_PROF, 0.001, 0.001)
-def stop(*_):
-    signal.setitimer(signal.ITIMER_PROF, 0, 0)
-    with open(path, "w") as out:
-        json.dump([[count, list(stack)] for stack, count in samples.items()], out)
-signal.signal(signal.SIGUSR1, start)
-signal.signal(signal.SIGUSR2, stop)
-sys.argv = ["main.py"]
-runpy.run_path("main.py", run_name="__main__")
-"""
-
-
-# WebSocket clients that read everything and parse nothing: one per instance (argv: ports).
-# Each instance then relays every stored trade, its own and the others', to its client.
-WS_DRAIN = """
-import asyncio, json, signal, sys
-class Drain(asyncio.Protocol):
-    received = 0
-    def data_received(self, data):
-        self.received += len(data)
-async def main(ports):
-    loop = asyncio.get_running_loop()
-    drains = []
-    for port in ports:
-        transport, drain = await loop.create_connection(Drain, "127.0.0.1", int(port))
-        transport.write(b"GET /ws HTTP/1.1\\r\\nHost: bench\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
-                        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n")
-        drains.append(drain)
-    print("connected", flush=True)
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    print(json.dumps([d.received for d in drains]), flush=True)
-asyncio.run(main(sys.argv[1:]))
-"""
-
-
 class WsDrains:
-    """One reading-only WebSocket client per instance, in a process of their own."""
+    """One reading-only WebSocket client per instance (each instance then relays every stored
+    trade, its own and the others', to its client), in a process of their own."""
 
-    def __init__(self, hubs: list[Instance]) -> None:
-        ports = [hub.env["HUB_HTTP_PORT"] for hub in hubs]
-        self.process = subprocess.Popen([sys.executable, "-c", WS_DRAIN, *ports], stdout=subprocess.PIPE, text=True)
+    def __init__(self, hubs: list[HubProcess]) -> None:
+        self.process = start_program("ws_drain", *(hub.env["HUB_HTTP_PORT"] for hub in hubs),
+                                     stdout=subprocess.PIPE)
         assert self.process.stdout is not None and self.process.stdout.readline().strip() == "connected"
         time.sleep(0.5)  # each hub subscribes to hub.persisted.> as its first client arrives
 
@@ -172,24 +83,24 @@ class WsDrains:
         return list(orjson.loads(out.strip().splitlines()[-1]))
 
 
-class Instance(DaemonProcess):
-    """One `python main.py` (optionally profiled) against the shared NATS and database."""
+def instance(home: Path, nats_url: str, database_url: str, profile: Path | None = None) -> HubProcess:
+    """One `python main.py` (optionally profiled: tests/support/programs/profiled_main.py) against
+    the shared NATS and database."""
+    return quiet_hub(home, program("profiled_main", str(profile)) if profile else None,
+                     HUB_NATS_URL=nats_url, HUB_DATABASE_URL=database_url)
 
-    def __init__(self, scratch: Path, nats_url: str, database_url: str, profile: Path | None = None) -> None:
-        super().__init__(scratch, ("-c", PROFILED, str(profile)) if profile else (),
-                         HUB_NATS_URL=nats_url, HUB_DATABASE_URL=database_url)
 
-    def metrics(self) -> dict[str, float]:
-        """The trades route's series of /metrics, by name."""
-        import urllib.request
-        with urllib.request.urlopen(self.http_url + "/metrics", timeout=10) as response:
-            text = response.read().decode()
-        found: dict[str, float] = {}
-        for line in text.splitlines():
-            if 'route="trades"' in line and "_bucket" not in line:
-                name, value = line.rsplit(" ", 1)
-                found[name.split("{", 1)[0]] = float(value)
-        return found
+def trade_metrics(hub: HubProcess) -> dict[str, float]:
+    """The trades route's series of the instance's /metrics, by name."""
+    import urllib.request
+    with urllib.request.urlopen(hub.http_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if 'route="trades"' in line and "_bucket" not in line:
+            name, value = line.rsplit(" ", 1)
+            found[name.split("{", 1)[0]] = float(value)
+    return found
 
 
 # --- measuring --------------------------------------------------------------------------------
@@ -229,7 +140,7 @@ class Snapshot:
     clients: float
 
     @classmethod
-    def take(cls, hubs: list[Instance], nats_pid: int, database_url: str, drains: WsDrains | None) -> Snapshot:
+    def take(cls, hubs: list[HubProcess], nats_pid: int, database_url: str, drains: WsDrains | None) -> Snapshot:
         busy, total = machine_busy()
         return cls(time.perf_counter(), [cpu_seconds(h.process.pid) for h in hubs], cpu_seconds(nats_pid),
                    {pid: cpu_seconds(pid) for pid in pg_backends(database_url)}, busy, total,
@@ -273,66 +184,28 @@ def usage(start: Snapshot, end: Snapshot) -> tuple[list[float], float, float, fl
     return hubs, end.nats - start.nats, pg, busy, end.wal - start.wal
 
 
-def wait_for_rows(database_url: str, total: int, publisher: subprocess.Popen[bytes] | None = None,
-                  limit: float = 600.0) -> float:
-    """Poll until TOTAL rows are stored; the moment they were (perf_counter).
-
-    max(id) is an index lookup; count(*) would scan the table 10 times a second and load the
-    server being measured. The count confirms once max(id) says the end may be there (ids of
-    concurrent transactions commit out of order).
-    """
-    deadline = time.perf_counter() + limit
-    with psycopg.connect(libpq(database_url), autocommit=True) as connection:
-        def scalar(sql: str) -> int:
-            return int(connection.execute(sql).fetchone()[0])  # type: ignore[index]
-
-        while not (scalar("SELECT coalesce(max(id), 0) FROM trades") >= total
-                   and scalar("SELECT count(*) FROM trades") >= total):
-            if publisher is not None and publisher.poll() not in (None, 0):
-                raise RuntimeError("the publisher failed")
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"only {scalar('SELECT count(*) FROM trades')} of {total} rows arrived")
-            time.sleep(0.05)
-    return time.perf_counter()
-
-
 def children_cpu() -> float:
     usage_now = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage_now.ru_utime + usage_now.ru_stime
 
 
-def publish(nats_url: str, total: int) -> tuple[subprocess.Popen[bytes], float]:
+def publish(nats_url: str, total: int) -> tuple[subprocess.Popen[str], float]:
     """Start the publisher; returns it and the children's CPU before it."""
-    return subprocess.Popen([sys.executable, PUBLISHER, nats_url, str(total)], cwd=REPO), children_cpu()
+    before = children_cpu()
+    return start_program("publish_trades", nats_url, str(total)), before
 
 
-def reap(publisher: subprocess.Popen[bytes], before: float) -> float:
+def reap(publisher: subprocess.Popen[str], before: float) -> float:
     """Wait for the publisher; its CPU seconds."""
     if publisher.wait(600):
         raise RuntimeError("the publisher failed")
     return children_cpu() - before
 
 
-def pause_trades(nats_url: str, paused: bool) -> None:
-    """Pause (or resume) the shared durable consumer of trades; the instances' pull requests wait."""
-    from bus.connection import connect
-
-    async def run() -> None:
-        nc = await connect(nats_url, "bench")
-        js = nc.jetstream()
-        if paused:
-            await js.pause_consumer("HUB", "trades", "2100-01-01T00:00:00Z")
-        else:
-            await js.resume_consumer("HUB", "trades")
-        await nc.close()
-
-    asyncio.run(run())
-
-
-def collect(result: Result, hubs: list[Instance]) -> Result:
+def collect(result: Result, hubs: list[HubProcess]) -> Result:
     """Add what the instances' /metrics say about the run."""
     for hub in hubs:
-        series = hub.metrics()
+        series = trade_metrics(hub)
         result.persisted.append(int(series.get("hub_events_persisted_total", 0)))
         result.duplicates += int(series.get("hub_events_duplicates_total", 0))
         result.batches += series.get("hub_batch_size_count", 0)
@@ -340,7 +213,7 @@ def collect(result: Result, hubs: list[Instance]) -> Result:
     return result
 
 
-def signal_all(hubs: list[Instance], signum: int | None) -> None:
+def signal_all(hubs: list[HubProcess], signum: int | None) -> None:
     for hub in hubs:
         if signum is not None:
             hub.process.send_signal(signum)
@@ -350,25 +223,26 @@ def signal_all(hubs: list[Instance], signum: int | None) -> None:
 
 def run_once(mode: str, count: int, total: int, base_url: str, profile: Path | None = None,
              ws: bool = False) -> Result:
-    with tempfile.TemporaryDirectory() as scratch_name, fresh_database(base_url) as url:
+    with tempfile.TemporaryDirectory() as scratch_name, fresh_database(base_url, "hub_bench") as url:
         scratch = Path(scratch_name)
-        with nats_server(scratch) as (nats_url, nats_pid):
+        with NatsServer(scratch / "nats") as server:
+            nats_url, nats_pid = server.url, server.pid
             publisher_cpu = 0.0
-            hubs: list[Instance] = []
+            hubs: list[HubProcess] = []
             drains: WsDrains | None = None
             try:
                 for index in range(count):  # one after another: schema creation is not shared-safe yet
-                    hubs.append(Instance(scratch / f"hub{index}", nats_url, url, profile))
+                    hubs.append(instance(scratch / f"hub{index}", nats_url, url, profile))
                 if ws:
                     drains = WsDrains(hubs)
                 if mode == "drain":  # a backlog, then every instance at once
-                    pause_trades(nats_url, True)
+                    pause_consumer(nats_url, "trades", True)
                     publisher, before = publish(nats_url, total)
                     publisher_cpu = reap(publisher, before)
                     start = Snapshot.take(hubs, nats_pid, url, drains)
                     signal_all(hubs, signal.SIGUSR1 if profile else None)
                     start.at = time.perf_counter()
-                    pause_trades(nats_url, False)
+                    pause_consumer(nats_url, "trades", False)
                     done = wait_for_rows(url, total)
                     signal_all(hubs, signal.SIGUSR2 if profile else None)
                 else:
@@ -398,14 +272,14 @@ def run_once(mode: str, count: int, total: int, base_url: str, profile: Path | N
 # What a sample was doing: the first rule (in this order) that matches a frame of its stack.
 STAGES = (
     ("decode + validate (orjson, pydantic)", ("bus/codec.py:decode",)),
-    ("announcement JSON (trade_document)", ("handlers/trades.py:trade_document",)),
+    ("announcement JSON (trade_document)", ("handlers/events/trade_executed.py:trade_document",)),
     # SQLAlchemy runs its sync core in a greenlet, whose stack does not reach the caller.
     ("INSERT: build + execute (SQLAlchemy, asyncpg)",
-     ("storage/trades.py:_insert_postgresql", "sqlalchemy/engine/base.py:_exec_insertmany_context",
-      "sqlalchemy/engine/default.py:_init_compiled", "storage/models.py:process_bind_param")),
-    ("replay lookup (SELECT of duplicates)", ("storage/trades.py:stored_trades",)),
+     ("storage/sql/trade_rows.py:_insert_postgresql", "sqlalchemy/engine/base.py:_exec_insertmany_context",
+      "sqlalchemy/engine/default.py:_init_compiled", "storage/sql/models.py:process_bind_param")),
+    ("replay lookup (SELECT of duplicates)", ("storage/sql/trade_rows.py:stored_trades",)),
     ("session, BEGIN/COMMIT, pool",
-     ("handlers/trades.py:persist_trades", "sqlalchemy/orm/", "sqlalchemy/pool/")),
+     ("handlers/events/trade_executed.py:persist_trades", "sqlalchemy/orm/", "sqlalchemy/pool/")),
     ("other SQLAlchemy (in its greenlet)", ("sqlalchemy/",)),
     ("acks (nats-py publish)", ("nats/aio/msg.py:ack",)),
     ("announcements (nats-py publish)", ("nats/aio/client.py:publish",)),

@@ -3,19 +3,19 @@
     .venv/bin/python -m tests.bench.bench_soak [--seconds 600] [--rate 2000] [--clients 100]
                                                [--measuring 5] [--warmup 60]
 
-The daemon runs as `python main.py` (DaemonProcess: its own embedded nats-server and SQLite
+The daemon runs as `python main.py` (HubProcess: its own embedded nats-server and SQLite
 in a scratch folder, with a copy of knowledge/ that it indexes at start; the load begins once
 every file is indexed, so that the embedding model does not compete with it). Then, for SECONDS:
 
-- the publisher process (tests/bench/publisher.py) sends RATE trades/s, acknowledged by the
-  stream, each stamped with its send time;
+- the publisher process (tests/support/programs/publish_trades.py) sends RATE trades/s,
+  acknowledged by the stream, each stamped with its send time;
 - CLIENTS WebSocket clients are connected. MEASURING of them parse every frame and time each
   trade from publish to receipt; the rest only drain their sockets, so that this process does
   not spend a core parsing 100 copies of every frame (as in bench_latency);
 - one knowledge search a second, `GET /api/knowledge/search?q=…&k=5`, with the questions of
   tests/data/knowledge_eval.json in turn;
 - the hub's RSS (/proc/<pid>/status VmRSS) is sampled every 5 s, and the nats-server's too;
-- the daemon's log output (level WARNING) is read throughout; ERROR lines are counted.
+- the daemon's log output (level WARNING) is read throughout; its ERROR lines are counted at the end.
 
 It prints per-minute p50/p99 latency and search latency, RSS after the warm-up and at the end
 with the growth, and the error count. Targets (issue 6): RSS growth ≤ 10 %, no error logs,
@@ -30,9 +30,7 @@ import os
 import re
 import resource
 import shutil
-import sys
 import tempfile
-import threading
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -43,8 +41,10 @@ import aiohttp
 import orjson
 
 from core.knowledge import DOMAINS
-from storage.knowledge_files import walk
-from tests.bench.common import REPO, DaemonProcess, cpu_seconds, open_drain, percentile
+from storage.rag.files import walk
+from tests.bench.common import cpu_seconds, open_drain, percentile, quiet_hub
+from tests.support.hub_process import HubProcess
+from tests.support.processes import REPO, program
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (\w+) ")
 RSS_EVERY = 5.0
@@ -52,19 +52,13 @@ RSS_EVERY = 5.0
 
 @dataclass
 class DaemonLog:
-    """Counts the daemon's log lines by level, from a thread reading its output to the end."""
+    """The daemon's log lines counted by level, with the first few that are not INFO."""
 
     levels: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
-    def follow(self, hub: DaemonProcess) -> threading.Thread:
-        thread = threading.Thread(target=self._read, args=(hub,), daemon=True)
-        thread.start()
-        return thread
-
-    def _read(self, hub: DaemonProcess) -> None:
-        assert hub.process.stdout is not None
-        for line in hub.process.stdout:
+    def count(self, output: str) -> None:
+        for line in output.splitlines():
             match = LOG_LINE.match(line)
             level = match.group(1) if match else "other"
             self.levels[level] = self.levels.get(level, 0) + 1
@@ -192,11 +186,11 @@ async def wait_for_clients(session: aiohttp.ClientSession, http_url: str, client
     raise RuntimeError(f"the hub does not count {clients} WebSocket clients")
 
 
-async def run(hub: DaemonProcess, args: argparse.Namespace) -> tuple[Soak, dict[str, Any], float]:
+async def run(hub: HubProcess, args: argparse.Namespace) -> tuple[Soak, dict[str, Any], float]:
     total = int(args.rate * args.seconds)
     host, port = hub.http_url.removeprefix("http://").split(":")
     async with aiohttp.ClientSession() as session:
-        chunks = await wait_for_index(session, hub.http_url, hub.data_dir / "knowledge")
+        chunks = await wait_for_index(session, hub.http_url, hub.knowledge_dir)
         print(f"knowledge base indexed: {chunks} chunks; starting the load", flush=True)
         drains = [await open_drain(host, int(port)) for _ in range(args.clients - args.measuring)]
         sockets = [await session.ws_connect(f"{hub.http_url}/ws", max_msg_size=0) for _ in range(args.measuring)]
@@ -205,8 +199,8 @@ async def run(hub: DaemonProcess, args: argparse.Namespace) -> tuple[Soak, dict[
         started = time.monotonic()
         until = started + args.seconds + 60
         publisher = await asyncio.create_subprocess_exec(
-            sys.executable, str(REPO / "tests/bench/publisher.py"), hub.nats_url, str(total),
-            "--rate", str(args.rate), "--prefix", "soak")
+            *program("publish_trades", hub.nats_url, str(total), "--rate", str(args.rate), "--prefix", "soak"),
+            cwd=REPO)
         background = [asyncio.create_task(sample_rss(soak, hub.process.pid, started + args.seconds + 2)),
                       asyncio.create_task(search_every_second(session, hub.http_url, soak, started + args.seconds))]
         await asyncio.gather(*(measure(ws, soak, total, until) for ws in sockets))
@@ -281,14 +275,13 @@ def main() -> None:
     log = DaemonLog()
     with tempfile.TemporaryDirectory() as scratch:
         shutil.copytree(REPO / "knowledge", Path(scratch) / "knowledge")
-        hub = DaemonProcess(Path(scratch))
-        reader = log.follow(hub)
+        hub = quiet_hub(Path(scratch))
         try:
             import uvloop
             soak, end, elapsed = uvloop.run(run(hub, args))
         finally:
             hub.stop()
-            reader.join(10)
+            log.count(hub.output)
     report(soak, end, log, args, elapsed)
 
 

@@ -13,7 +13,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from tests.bench.common import DaemonProcess
+from tests.bench.common import quiet_hub
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory() as scratch:
             for timings in (fresh, again):
-                hub = DaemonProcess(Path(scratch))
+                hub = quiet_hub(Path(scratch))
                 timings.append(hub.ready_after)
                 hub.stop()
     for name, timings in (("fresh data folder", fresh), ("existing data folder", again)):

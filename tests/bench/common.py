@@ -1,54 +1,74 @@
-"""Shared pieces of the benchmarks: the daemon as a process, draining WebSocket clients, CPU
-time of a process, percentiles."""
+"""Shared pieces of the benchmarks: the hub as it is measured, waiting for its rows, draining
+WebSocket clients, CPU time of a process, percentiles."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
-import orjson
+from sqlalchemy import text
 
-from bus.embedded import free_port
+from storage.sql.engine import create_sync_engine
+from tests.support.hub_process import HubProcess, hub_env
 
-REPO = Path(__file__).resolve().parents[2]
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 OPCODE_PING, OPCODE_PONG = 0x9, 0xA
 
 
-class DaemonProcess:
-    """`python main.py` in a scratch data folder; its URLs come from the banner's hub.json."""
+def quiet_hub(home: Path, command: Sequence[str] | None = None, **env: str) -> HubProcess:
+    """`python main.py` in HOME, logging warnings only, with an empty knowledge folder (unless
+    HOME/knowledge holds files): indexing at start-up would compete with what is measured."""
+    return HubProcess(hub_env(home, HUB_LOG_LEVEL="WARNING", **env), command)
 
-    def __init__(self, data_dir: Path, python_args: Sequence[str] = (), **env: str) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-        # An empty knowledge folder: indexing at start-up would compete with what is measured.
-        self.env.update(HUB_DATA_DIR=str(data_dir), HUB_LOGS_DIR=str(data_dir / "logs"),
-                        HUB_KNOWLEDGE_DIR=str(data_dir / "knowledge"),
-                        HUB_HTTP_PORT=str(free_port()), HUB_LOG_LEVEL="WARNING", **env)
-        self.data_dir = data_dir
-        started = time.perf_counter()
-        self.process = subprocess.Popen([sys.executable, *python_args, str(REPO / "main.py")], cwd=REPO, env=self.env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.strip().startswith("database"):
-                break
+
+def wait_for_rows(database_url: str, total: int, publisher: subprocess.Popen[str] | None = None,
+                  limit: float = 600.0) -> float:
+    """Poll until TOTAL trades are stored (SQLite or PostgreSQL); the moment they were (perf_counter).
+
+    max(id) is an index lookup; count(*) would scan the table 20 times a second and load the
+    database being measured. The count confirms once max(id) says the end may be there (ids of
+    concurrent transactions commit out of order).
+    """
+    deadline = time.perf_counter() + limit
+    engine = create_sync_engine(database_url)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            def scalar(sql: str) -> int:
+                return int(connection.execute(text(sql)).scalar_one())
+
+            while not (scalar("SELECT coalesce(max(id), 0) FROM trades") >= total
+                       and scalar("SELECT count(*) FROM trades") >= total):
+                if publisher is not None and publisher.poll() not in (None, 0):
+                    raise RuntimeError("the publisher failed")
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"only {scalar('SELECT count(*) FROM trades')} of {total} rows arrived")
+                time.sleep(0.05)
+            return time.perf_counter()
+    finally:
+        engine.dispose()
+
+
+def pause_consumer(nats_url: str, durable: str, paused: bool) -> None:
+    """Pause (or resume) the durable consumer of trades DURABLE on the HUB stream: while it is
+    paused the hub's pull requests wait, and a backlog builds up."""
+    from bus.connection import connect
+
+    async def run() -> None:
+        nc = await connect(nats_url, "bench")
+        js = nc.jetstream()
+        if paused:
+            await js.pause_consumer("HUB", durable, "2100-01-01T00:00:00Z")
         else:
-            raise RuntimeError("the hub did not start")
-        self.ready_after = time.perf_counter() - started
-        state = orjson.loads((data_dir / "hub.json").read_bytes())
-        self.nats_url: str = state["nats_url"]
-        self.http_url: str = state["http_url"]
+            await js.resume_consumer("HUB", durable)
+        await nc.close()
 
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(60)
+    asyncio.run(run())
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from core.knowledge import SearchHit
 from core.settings import REPO_ROOT, Settings
-from storage.knowledge import KnowledgeIndexer
+from storage.rag.indexer import KnowledgeIndexer
 
 CASES = REPO_ROOT / "tests" / "data" / "knowledge_eval.json"
 MODES = ("lexical", "dense", "hybrid")

@@ -1,0 +1,77 @@
+"""The routing table: every subscription the hub makes, one row each.
+
+Durable consumers (JetStream, shared by every instance: each event is handled once), request/
+reply subjects (core NATS, in a queue group: any instance answers), and plain listeners (every
+instance hears them). A reader learns the hub's whole surface on NATS from this file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from nats.aio.msg import Msg
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from bus.consumer import Route
+from bus.replies import Listener, Responder
+from core.api import HubPing, HubPong
+from core.events import BacktestCompleted, IndexRequested, TradeExecuted
+from core.knowledge import SearchRequest
+from core.settings import Settings
+from core.subjects import (
+    BACKTESTS_COMPLETED, HUB_PING, KNOWLEDGE_INDEX, KNOWLEDGE_SEARCH, PERSISTED, TRADES,
+    persisted_subject,
+)
+from handlers.events.backtest_completed import persist_backtests
+from handlers.events.index_requested import IndexFollower, Publish, index_requested
+from handlers.events.knowledge_search import search_knowledge
+from handlers.events.trade_executed import check_trade_subject, persist_trades
+from storage.rag.indexer import KnowledgeIndexer
+
+
+@dataclass(frozen=True)
+class Subscriptions:
+    """The routing table, by kind of subscription."""
+
+    consumers: list[Route]
+    responders: list[Responder]
+    listeners: list[Listener]
+
+
+def build_subscriptions(
+    settings: Settings, sessions: async_sessionmaker[Any], indexer: KnowledgeIndexer,
+    follower: IndexFollower, fan_out: Callable[[Msg], Awaitable[None]], publish: Publish,
+) -> Subscriptions:
+    """Every subscription of one hub instance, wired to what handles it."""
+    return Subscriptions(
+        consumers=[
+            Route(name="trades", filter_subject=f"{TRADES}.>", model=TradeExecuted,
+                  handler=partial(persist_trades, sessions), check=check_trade_subject,
+                  max_bytes=64 * 1024, batch_size=settings.batch_size),
+            Route(name="backtests", filter_subject=BACKTESTS_COMPLETED, model=BacktestCompleted,
+                  handler=partial(persist_backtests, sessions, settings.logs_dir),
+                  max_bytes=settings.nats_max_payload,
+                  batch_size=4),  # each may carry a 100,000-point curve
+            Route(name="knowledge", filter_subject=KNOWLEDGE_INDEX, model=IndexRequested,
+                  handler=partial(index_requested, indexer, publish), max_bytes=settings.nats_max_payload,
+                  batch_size=1),
+        ],
+        responders=[
+            Responder(HUB_PING, HubPing, partial(_pong, settings)),
+            Responder(KNOWLEDGE_SEARCH, SearchRequest, partial(search_knowledge, indexer)),
+        ],
+        listeners=[
+            # Each instance keeps its own lexical index: it re-syncs when any instance indexed.
+            Listener(persisted_subject("knowledge"), follower.changed),
+            # The WebSocket fan-out: opened only while this instance has WebSocket clients.
+            Listener(f"{PERSISTED}.>", fan_out, on_demand=True),
+        ],
+    )
+
+
+async def _pong(settings: Settings, _ping: HubPing) -> HubPong:
+    return HubPong(pid=os.getpid(), http_url=f"http://{settings.http_host}:{settings.http_port}")

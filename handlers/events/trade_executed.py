@@ -1,0 +1,69 @@
+"""Live trades: persist a batch, then announce each new row on hub.persisted.trades.<ASSET>."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from operator import attrgetter
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from bus.consumer import Notification, Rejection
+from core.events import TRADE_FIELDS, TradeExecuted
+from core.subjects import persisted_subject
+from storage.sql.models import Trade
+from storage.sql.trade_rows import insert_trades, stored_trades
+
+
+_trade_fields = attrgetter(*TRADE_FIELDS)
+COMPARED = TRADE_FIELDS[1:]  # all but event_id, which found the stored trade
+
+
+def trade_document(row_id: int, event: TradeExecuted | Trade) -> bytes:
+    """The stored trade as JSON, in the API's Trade schema."""
+    document = {"id": row_id, **dict(zip(TRADE_FIELDS, _trade_fields(event), strict=True))}
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+
+
+def differences(event: TradeExecuted, stored: Trade) -> list[str]:
+    """The fields the publisher sent in which EVENT is not the trade stored under its event_id.
+
+    A time the hub filled in from the stream is not content: a re-published untimed event
+    gets a new one.
+    """
+    names = [n for n in COMPARED if not (n == "timestamp" and event.time_from_stream)]
+    return [name for name in names if getattr(event, name) != getattr(stored, name)]
+
+
+async def persist_trades(
+    sessions: async_sessionmaker[Any], events: Sequence[TradeExecuted]
+) -> list[Notification | Rejection]:
+    """Insert the batch in one transaction. A replay of a stored event is skipped; an event_id
+    reused with different content is rejected, so the second trade is not silently lost."""
+    async with sessions() as session, session.begin():
+        stored = await insert_trades(session, events)
+        inserted = {id(event) for _, event in stored}
+        replays = [(i, e) for i, e in enumerate(events) if id(e) not in inserted]
+        existing = await stored_trades(session, {e.event_id for _, e in replays}) if replays else {}
+    results: list[Notification | Rejection] = [
+        Notification(persisted_subject("trades", event.asset), trade_document(row_id, event))
+        for row_id, event in stored
+    ]
+    for index, event in replays:
+        stored_trade = existing[event.event_id]
+        if changed := differences(event, stored_trade):
+            results.append(Rejection(index, f"event_id {event.event_id!r} is already stored with a "
+                                            f"different {', '.join(changed)}"))
+        else:  # announced again: the instance that stored it may have died before announcing
+            results.append(Notification(persisted_subject("trades", stored_trade.asset),
+                                        trade_document(stored_trade.id, stored_trade), replay=True))
+    return results
+
+
+def check_trade_subject(subject: str, event: TradeExecuted) -> str | None:
+    """A trade must be published on trades.<its asset>."""
+    asset = subject.rsplit(".", 1)[-1].upper()
+    if asset != event.asset:
+        return f"asset {event.asset!r} does not match subject {subject!r}"
+    return None

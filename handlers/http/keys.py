@@ -1,0 +1,27 @@
+"""Typed keys of what the composition root puts into the aiohttp application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from nats.aio.client import Client as Nats
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from bus.consumer import BatchConsumer
+from bus.embedded import EmbeddedNats
+from core.settings import Settings
+from handlers.http.prometheus import HubMetrics
+from handlers.http.websocket import WsHub
+from storage.rag.indexer import KnowledgeIndexer
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", async_sessionmaker[Any])
+NATS = web.AppKey("nats", Nats)
+NATS_URL = web.AppKey("nats_url", str)
+WS_HUB = web.AppKey("ws_hub", WsHub)
+CONSUMERS = web.AppKey("consumers", list[BatchConsumer])
+INDEXER = web.AppKey("indexer", KnowledgeIndexer)
+METRICS = web.AppKey("metrics", HubMetrics)
+EMBEDDED_NATS = web.AppKey("embedded_nats", EmbeddedNats)
