@@ -41,11 +41,13 @@ from handlers.cli.options import describe_options, validated
 from handlers.cli.parser import build_parser
 from handlers.events.backtest_completed import import_missing_reports
 from handlers.events.index_requested import IndexFollower
+from handlers.events.outcome_worker import OutcomeWorker
 from handlers.events.subscriptions import Subscriptions, build_subscriptions
 from handlers.http.auth import require_token
 from handlers.http.cors import enable_cors
 from handlers.http.keys import (
-    CONSUMERS, EMBEDDED_NATS, ENGINE, INDEXER, METRICS, NATS, NATS_URL, SESSIONS, SETTINGS, WS_HUB,
+    CONSUMERS, EMBEDDED_NATS, ENGINE, INDEXER, METRICS, NATS, NATS_URL, OUTCOMES, SESSIONS,
+    SETTINGS, WS_HUB,
 )
 from handlers.http.prometheus import HubMetrics
 from handlers.http.responses import json_errors
@@ -155,12 +157,22 @@ async def knowledge_ctx(app: web.Application) -> AsyncIterator[None]:
     indexer.close()
 
 
+async def outcomes_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The outcome worker, pairing stored trades in the background (one instance at a time)."""
+    worker = OutcomeWorker(app[SESSIONS], app[NATS].publish)
+    app[OUTCOMES] = worker
+    task = asyncio.create_task(worker.run(), name="outcomes")
+    yield
+    worker.stop()
+    await task
+
+
 async def subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
     """Every row of the routing table: consumers, responders and listeners."""
     settings, nc = app[SETTINGS], app[NATS]
     follower = IndexFollower(app[INDEXER])
     table = build_subscriptions(settings, app[SESSIONS], app[INDEXER], follower,
-                                app[WS_HUB].fan_out, nc.publish)
+                                app[WS_HUB].fan_out, nc.publish, app[OUTCOMES].wake)
     subscriptions = [await serve_responder(nc, responder) for responder in table.responders]
     for listener in table.listeners:
         if listener.on_demand:
@@ -211,7 +223,7 @@ def build_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = HubMetrics()
     app.cleanup_ctx.extend([nats_server_ctx, database_ctx, reports_ctx, nats_ctx, ws_hub_ctx,
-                            knowledge_ctx, subscriptions_ctx])
+                            knowledge_ctx, outcomes_ctx, subscriptions_ctx])
     app.on_shutdown.append(on_shutdown)
     add_routes(app)
     if settings.cors_origins:

@@ -29,8 +29,18 @@ class StoredRecord(BaseModel):
     event_id: str
 
 
+class OutcomeOut(BaseModel):
+    """What a trade realized (core/outcomes.py defines it); nulls while it is not known."""
+
+    status: Literal["open", "partial", "closed", "exit"] | None = Field(
+        None, description="exit; or as an entry: open, partial, closed; null: not paired yet")
+    realized_pnl: float | None = Field(None, description="an exit's, or a closed entry's, net of fees")
+
+
 class TradeOut(TradeBody, StoredRecord):
     """A stored trade, live or backtested; timestamps are UTC."""
+
+    outcome: OutcomeOut = Field(default_factory=OutcomeOut)
 
 
 class TradeQuery(BaseModel):
@@ -88,6 +98,7 @@ class Health(BaseModel):
     consumers: dict[str, dict[str, Any]]
     websocket: dict[str, int]
     embedder: ComponentHealth = Field(description="detail.ready: the model is loaded (search is warm)")
+    outcomes: ComponentHealth = Field(description="the outcome worker: holding the lease, checkpoint")
 
 
 class HubPing(BaseModel):
@@ -104,11 +115,12 @@ class HubPong(BaseModel):
 
 
 class WsSubscribe(BaseModel):
-    """What a WebSocket client wants; a missing or null list means everything."""
+    """What a WebSocket client wants; a missing or null list means every asset, and every kind
+    but outcomes, which come only to clients that name them (one more event per paired trade)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kinds: list[Literal["trades", "backtests", "knowledge"]] | None = None
+    kinds: list[Literal["trades", "backtests", "knowledge", "outcomes"]] | None = None
     assets: list[Asset] | None = Field(None, description="applies to events that have an asset")
 
 

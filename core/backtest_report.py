@@ -109,8 +109,9 @@ def current_report(report: dict[str, Any]) -> dict[str, Any]:
     """REPORT with today's keys, whichever version wrote it: old reports stay readable."""
     version = report.get("report_version", 1)
     if not isinstance(version, int) or not 1 <= version <= REPORT_VERSION:
-        raise BadRequest(f"report_version {version!r} is not one this hub reads "
-                         f"(1 to {REPORT_VERSION}): is the hub older than the report?")
+        newer = isinstance(version, int) and version > REPORT_VERSION
+        raise BadRequest(f"report_version {version!r} is not one this hub reads (1 to "
+                         f"{REPORT_VERSION}){': a newer hub wrote it' if newer else ''}")
     if version == REPORT_VERSION:
         return report
     return {**{V1_RENAMED.get(key, key): value for key, value in report.items()},

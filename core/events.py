@@ -63,6 +63,9 @@ Confidence = Annotated[
 ]
 
 
+Amount = Annotated[float, Field(ge=0, lt=1e15, allow_inf_nan=False, strict=True)]
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -103,6 +106,7 @@ class TradeBody(BaseModel):
     confidence: Confidence
     source: Name | None = Field(None, description="the bot that traded")
     strategy: Name | None = None
+    fee: Amount = Field(0.0, description="what the trade cost, in the quote currency")
 
 
 class TradeExecuted(TradeBody, Event):
@@ -124,7 +128,6 @@ class TradeExecuted(TradeBody, Event):
 TRADE_FIELDS: tuple[str, ...] = ("event_id", *TradeBody.model_fields)
 
 
-Amount = Annotated[float, Field(ge=0, lt=1e15, allow_inf_nan=False, strict=True)]
 MAX_CURVE_POINTS = 2_000_000
 MAX_BACKTEST_TRADES = 500_000
 

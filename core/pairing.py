@@ -15,6 +15,12 @@ Choices, stated once:
   win_rate and the other trade metrics count these, one per exit fill.
 - |quantity| < 1e-12 counts as zero, so float residue never leaves a phantom position.
 - total_fees is the sum of every fill's fee, including the entry fees of still-open lots.
+- Each lot remembers the fill that opened it (its origin), and a round trip lists what it took
+  from each origin with that share's PnL (gross share minus the lot's entry-fee share and the
+  exit fee pro rata): the PnL an entry realized is the sum of its shares.
+
+Book and apply_fill are the incremental form: live trades keep one Book per (source, strategy,
+asset) between batches; pair_fifo is the same rules over a whole list, for backtests.
 """
 
 from __future__ import annotations
@@ -41,6 +47,15 @@ class Fill:
 
 
 @dataclass(frozen=True)
+class LotShare:
+    """What one exit took from the lots one entry opened: quantity and the PnL it realized."""
+
+    origin: int
+    quantity: float
+    pnl: float
+
+
+@dataclass(frozen=True)
 class RoundTrip:
     """The realized result of one exit fill against the FIFO lots it closed."""
 
@@ -54,9 +69,7 @@ class RoundTrip:
     pnl: float
     gross_pnl: float
     fees: float
-
-
-ClosedLot = RoundTrip
+    shares: tuple[LotShare, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,21 +84,26 @@ class PairingResult:
 
 
 @dataclass
-class _Lot:
+class Lot:
+    """Open quantity at one entry price, with what is left of its entry fee."""
+
     qty: float
     price: float
     time: float
     fee: float
+    origin: int = -1  # the opening fill: its index in pair_fifo, its trade id for live trades
 
 
 @dataclass
-class _Book:
+class Book:
+    """One FIFO queue of lots, all on one side (+1 long, -1 short, 0 flat)."""
+
     side: int = 0
     qty: float = 0.0
-    lots: deque[_Lot] = field(default_factory=deque)
+    lots: deque[Lot] = field(default_factory=deque)
 
 
-def _check(fill: Fill) -> int:
+def check_fill(fill: Fill) -> int:
     """Return the fill's sign (+1 BUY, -1 SELL), or raise ValueError if it is unusable."""
     sign = ACTIONS.get(fill.action.upper())
     if sign is None:
@@ -98,16 +116,19 @@ def _check(fill: Fill) -> int:
     return sign
 
 
-def _close(book: _Book, fill: Fill, qty: float, exit_fee: float) -> RoundTrip:
+def _close(book: Book, fill: Fill, qty: float, exit_fee: float) -> RoundTrip:
     """Close qty from the front of the book at the fill's price; the book is mutated."""
     side, remaining = book.side, qty
     gross = cost = entry_fees = 0.0
     entry_time = book.lots[0].time
+    shares = []
     while remaining > EPS and book.lots:
         lot = book.lots[0]
         take = min(lot.qty, remaining)
         share = lot.fee * take / lot.qty
-        gross += side * (fill.price - lot.price) * take
+        piece = side * (fill.price - lot.price) * take
+        shares.append(LotShare(lot.origin, take, piece - share - exit_fee * take / qty))
+        gross += piece
         cost += lot.price * take
         entry_fees += share
         lot.qty, lot.fee, remaining = lot.qty - take, lot.fee - share, remaining - take
@@ -121,11 +142,13 @@ def _close(book: _Book, fill: Fill, qty: float, exit_fee: float) -> RoundTrip:
         asset=fill.asset, entry_time=entry_time, exit_time=fill.timestamp,
         entry_price=cost / qty, exit_price=fill.price, quantity=qty,
         side="long" if side > 0 else "short", pnl=gross - fees, gross_pnl=gross, fees=fees,
+        shares=tuple(shares),
     )
 
 
-def _apply(book: _Book, fill: Fill, sign: int) -> RoundTrip | None:
-    """Apply one fill to its asset's book; return the round trip if it closed anything."""
+def apply_fill(book: Book, fill: Fill, sign: int, origin: int = -1) -> RoundTrip | None:
+    """Apply one fill (of sign +1 BUY / -1 SELL) to its asset's book; what is opened is a lot
+    of ORIGIN. Returns the round trip if it closed anything."""
     trip = None
     opening = fill.quantity
     if book.side == -sign:
@@ -138,11 +161,11 @@ def _apply(book: _Book, fill: Fill, sign: int) -> RoundTrip | None:
         book.side = sign
         book.qty += opening
         entry_fee = fill.fee * opening / fill.quantity
-        book.lots.append(_Lot(opening, fill.price, fill.timestamp, entry_fee))
+        book.lots.append(Lot(opening, fill.price, fill.timestamp, entry_fee, origin))
     return trip
 
 
-def _position(asset: str, book: _Book) -> dict[str, object]:
+def _position(asset: str, book: Book) -> dict[str, object]:
     """Describe an open book as a JSON-ready dict."""
     cost = math.fsum(lot.price * lot.qty for lot in book.lots)
     return {
@@ -154,20 +177,20 @@ def _position(asset: str, book: _Book) -> dict[str, object]:
 def pair_fifo(fills: Sequence[Fill]) -> PairingResult:
     """Pair fills FIFO per asset into round trips, PnL per fill, open positions and exposure."""
     order = sorted(range(len(fills)), key=lambda i: fills[i].timestamp)
-    books: dict[str, _Book] = {}
+    books: dict[str, Book] = {}
     pnl: list[float | None] = [None] * len(fills)
     trips: list[RoundTrip] = []
     intervals: list[tuple[float, float | None]] = []
     open_assets, start = 0, 0.0
     for i in order:
         fill = fills[i]
-        sign = _check(fill)
+        sign = check_fill(fill)
         if fill.quantity < EPS:
             continue
-        book = books.setdefault(fill.asset, _Book())
+        book = books.setdefault(fill.asset, Book())
         before = open_assets
         was_open = book.side != 0
-        trip = _apply(book, fill, sign)
+        trip = apply_fill(book, fill, sign, origin=i)
         if trip is not None:
             trips.append(trip)
             pnl[i] = trip.pnl

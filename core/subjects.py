@@ -5,6 +5,11 @@ BACKTESTS_COMPLETED = "backtests.completed"
 KNOWLEDGE_INDEX = "knowledge.index"
 KNOWLEDGE_SEARCH = "knowledge.search"
 HUB_PING = "hub.ping"  # request/reply: is a hub consuming this NATS?
+# Request/reply questions about live outcomes (the REST query's fields as the JSON body).
+PERFORMANCE = "hub.query.performance"
+POSITIONS = "hub.query.positions"
+PNL_SERIES = "hub.query.pnl"
+CALIBRATION = "hub.query.calibration"
 PERSISTED = "hub.persisted"
 DLQ = "hub.dlq"
 KNOWLEDGE_PROGRESS = "hub.progress.knowledge"  # files indexed so far, while a request runs

@@ -10,6 +10,7 @@ open position.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -24,25 +25,61 @@ PNL_METRICS = (
 TRADE_METRICS = PNL_METRICS + ("total_fees", "exposure")
 
 
-@np.errstate(all="ignore")  # an overflowing sum becomes None ("non-finite"), not a warning
-def trade_metrics(pnl: Sequence[float] | Array) -> tuple[dict[str, Metric], dict[str, str]]:
-    """PNL_METRICS of per-exit realized PnLs, None with a reason: shared by backtests and live."""
+@dataclass
+class PnlSums:
+    """What the trade metrics need of a set of per-exit PnLs: counts, sums and extremes. Kept
+    per live group as exits arrive, summed by SQL across groups, or taken of an array."""
+
+    trades: int = 0
+    wins: int = 0
+    losses: int = 0
+    win_total: float = 0.0
+    loss_total: float = 0.0  # negative
+    largest_win: float | None = None
+    largest_loss: float | None = None  # the most negative
+
+    def add(self, pnl: float) -> None:
+        """Count one more exit."""
+        self.trades += 1
+        if pnl > 0:
+            self.wins, self.win_total = self.wins + 1, self.win_total + pnl
+            self.largest_win = pnl if self.largest_win is None else max(self.largest_win, pnl)
+        elif pnl < 0:
+            self.losses, self.loss_total = self.losses + 1, self.loss_total + pnl
+            self.largest_loss = pnl if self.largest_loss is None else min(self.largest_loss, pnl)
+
+    @classmethod
+    def of(cls, pnl: Sequence[float] | Array) -> PnlSums:
+        """The sums of an array of PnLs."""
+        values = np.asarray(pnl, dtype=np.float64).ravel()
+        wins, losses = values[values > 0], values[values < 0]
+        return cls(int(values.size), int(wins.size), int(losses.size), float(wins.sum()),
+                   float(losses.sum()), float(wins.max()) if wins.size else None,
+                   float(losses.min()) if losses.size else None)
+
+
+def pnl_metrics(sums: PnlSums) -> tuple[dict[str, Metric], dict[str, str]]:
+    """PNL_METRICS from the sums, None with a reason: the one definition, backtests and live."""
     sink = MetricSink()
-    values = np.asarray(pnl, dtype=np.float64).ravel()
-    sink.put("trades", int(values.size))
-    if values.size == 0:
+    sink.put("trades", sums.trades)
+    if sums.trades == 0:
         sink.skip(PNL_METRICS[1:], "no closed trades")
         return sink.metrics, sink.reasons
-    wins, losses = values[values > 0], values[values < 0]
-    sink.put("win_rate", wins.size / values.size)
-    sink.put("expectancy", float(np.mean(values)))
-    pf = float(wins.sum()) / -float(losses.sum()) if losses.size else None
-    sink.put("profit_factor", pf, "no losing trades")
-    sink.put("avg_win", float(wins.mean()) if wins.size else None, "no winning trades")
-    sink.put("largest_win", float(wins.max()) if wins.size else None, "no winning trades")
-    sink.put("avg_loss", float(losses.mean()) if losses.size else None, "no losing trades")
-    sink.put("largest_loss", float(losses.min()) if losses.size else None, "no losing trades")
+    sink.put("win_rate", sums.wins / sums.trades)
+    sink.put("expectancy", (sums.win_total + sums.loss_total) / sums.trades)
+    sink.put("profit_factor", sums.win_total / -sums.loss_total if sums.losses else None,
+             "no losing trades")
+    sink.put("avg_win", sums.win_total / sums.wins if sums.wins else None, "no winning trades")
+    sink.put("largest_win", sums.largest_win, "no winning trades")
+    sink.put("avg_loss", sums.loss_total / sums.losses if sums.losses else None, "no losing trades")
+    sink.put("largest_loss", sums.largest_loss, "no losing trades")
     return sink.metrics, sink.reasons
+
+
+@np.errstate(all="ignore")  # an overflowing sum becomes None ("non-finite"), not a warning
+def trade_metrics(pnl: Sequence[float] | Array) -> tuple[dict[str, Metric], dict[str, str]]:
+    """PNL_METRICS of per-exit realized PnLs."""
+    return pnl_metrics(PnlSums.of(pnl))
 
 
 def _exposure(intervals: list[tuple[float, float | None]], t: Array) -> tuple[float | None, str]:

@@ -3,6 +3,7 @@ script facades that open nothing until they are used."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import subprocess
 import sys
@@ -56,10 +57,10 @@ def test_a_trades_fields_are_declared_once_and_derived_everywhere() -> None:
     body = tuple(TradeBody.model_fields)
     assert TRADE_FIELDS == ("event_id", *body)
     assert tuple(TradeExecuted.model_fields) == ("schema_version", *TRADE_FIELDS)
-    assert tuple(TradeOut.model_fields) == ("id", *TRADE_FIELDS)
+    assert tuple(TradeOut.model_fields) == ("id", *TRADE_FIELDS, "outcome")
     assert [column.name for column in Trade.__table__.columns] == ["id", *TRADE_FIELDS]
-    options = next(a for a in build_parser()._subparsers._group_actions  # type: ignore[union-attr]
-                   if a.choices and "publish-trade" in a.choices).choices["publish-trade"]
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = commands.choices["publish-trade"]
     flags = {action.dest for action in options._actions if action.option_strings} - {"help"}
     assert flags == set(TRADE_FIELDS) - {"timestamp"}
 

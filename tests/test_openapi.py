@@ -1,5 +1,5 @@
 """The OpenAPI document, and schemathesis against a running daemon: no 5xx, no answer that
-breaks its own schema, every status documented."""
+breaks its own schema, every status documented, and whatever the document rules out refused."""
 
 from __future__ import annotations
 
@@ -46,6 +46,23 @@ def test_the_document_is_openapi_3_1_from_the_views_models(daemon: HubProcess) -
     assert limit["schema"]["maximum"] == 500  # from TradeQuery, not written by hand
     assert "TradeOut" in document["components"]["schemas"]
     assert orjson.dumps(document)  # JSON as served
+
+
+def test_every_time_parameter_documents_the_epoch_seconds_it_takes(daemon: HubProcess) -> None:
+    document = daemon.get("/api/openapi.json")
+    times = {}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation["parameters"]:
+                if "date-time" in orjson.dumps(parameter["schema"]).decode():
+                    times[(method, path, parameter["name"])] = parameter["schema"]
+    assert set(times) == {("get", path, name) for path in ("/api/trades", "/api/backtests")
+                          for name in ("since", "until")}
+    for (_, path, name), schema in times.items():
+        assert schema["anyOf"] == [{"type": "string", "format": "date-time"}, {"type": "number"}]
+        assert "ISO 8601 date-time (naive = UTC) or epoch seconds" in schema["description"]
+        for value in ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05", "1704164645", "0.5"):
+            daemon.get(f"{path}?{name}={value}")  # 200, as documented (an error status raises)
 
 
 def test_api_conforms_to_its_openapi_document(api_schema: schemathesis.BaseSchema) -> None:

@@ -21,11 +21,13 @@ from bus.replies import Listener, Responder
 from core.api import HubPing, HubPong
 from core.events import BacktestCompleted, IndexRequested, TradeExecuted
 from core.knowledge import SearchRequest
+from core.performance import CalibrationQuery, GroupFilter, PerformanceQuery, PnlQuery
 from core.settings import Settings
 from core.subjects import (
-    BACKTESTS_COMPLETED, HUB_PING, KNOWLEDGE_INDEX, KNOWLEDGE_SEARCH, PERSISTED, TRADES,
-    persisted_subject,
+    BACKTESTS_COMPLETED, CALIBRATION, HUB_PING, KNOWLEDGE_INDEX, KNOWLEDGE_SEARCH, PERFORMANCE,
+    PERSISTED, PNL_SERIES, POSITIONS, TRADES, persisted_subject,
 )
+from handlers.events import outcome_questions as answers
 from handlers.events.backtest_completed import persist_backtests
 from handlers.events.index_requested import IndexFollower, Publish, index_requested
 from handlers.events.knowledge_search import search_knowledge
@@ -45,12 +47,13 @@ class Subscriptions:
 def build_subscriptions(
     settings: Settings, sessions: async_sessionmaker[Any], indexer: KnowledgeIndexer,
     follower: IndexFollower, fan_out: Callable[[Msg], Awaitable[None]], publish: Publish,
+    trades_stored: Callable[[], None],
 ) -> Subscriptions:
     """Every subscription of one hub instance, wired to what handles it."""
     return Subscriptions(
         consumers=[
             Route(name="trades", filter_subject=f"{TRADES}.>", model=TradeExecuted,
-                  handler=partial(persist_trades, sessions), check=check_trade_subject,
+                  handler=partial(persist_trades, sessions, trades_stored), check=check_trade_subject,
                   max_bytes=64 * 1024, batch_size=settings.batch_size),
             Route(name="backtests", filter_subject=BACKTESTS_COMPLETED, model=BacktestCompleted,
                   handler=partial(persist_backtests, sessions, settings.logs_dir),
@@ -63,6 +66,10 @@ def build_subscriptions(
         responders=[
             Responder(HUB_PING, HubPing, partial(_pong, settings)),
             Responder(KNOWLEDGE_SEARCH, SearchRequest, partial(search_knowledge, indexer)),
+            Responder(PERFORMANCE, PerformanceQuery, partial(answers.answer_performance, sessions)),
+            Responder(POSITIONS, GroupFilter, partial(answers.answer_positions, sessions)),
+            Responder(PNL_SERIES, PnlQuery, partial(answers.answer_pnl, sessions)),
+            Responder(CALIBRATION, CalibrationQuery, partial(answers.answer_calibration, sessions)),
         ],
         listeners=[
             # Each instance keeps its own lexical index: it re-syncs when any instance indexed.

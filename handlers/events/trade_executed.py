@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -17,12 +17,14 @@ from storage.sql.trade_rows import insert_trades, stored_trades
 
 
 _trade_fields = attrgetter(*TRADE_FIELDS)
+UNKNOWN_OUTCOME = {"status": None, "realized_pnl": None}
 COMPARED = TRADE_FIELDS[1:]  # all but event_id, which found the stored trade
 
 
 def trade_document(row_id: int, event: TradeExecuted | Trade) -> bytes:
     """The stored trade as JSON, in the API's Trade schema."""
-    document = {"id": row_id, **dict(zip(TRADE_FIELDS, _trade_fields(event), strict=True))}
+    document = {"id": row_id, **dict(zip(TRADE_FIELDS, _trade_fields(event), strict=True)),
+                "outcome": UNKNOWN_OUTCOME}  # announced on hub.persisted.outcomes once paired
     return orjson.dumps(document, option=orjson.OPT_UTC_Z)
 
 
@@ -37,7 +39,8 @@ def differences(event: TradeExecuted, stored: Trade) -> list[str]:
 
 
 async def persist_trades(
-    sessions: async_sessionmaker[Any], events: Sequence[TradeExecuted]
+    sessions: async_sessionmaker[Any], committed: Callable[[], None],
+    events: Sequence[TradeExecuted],
 ) -> list[Notification | Rejection]:
     """Insert the batch in one transaction. A replay of a stored event is skipped; an event_id
     reused with different content is rejected, so the second trade is not silently lost."""
@@ -46,6 +49,8 @@ async def persist_trades(
         inserted = {id(event) for _, event in stored}
         replays = [(i, e) for i, e in enumerate(events) if id(e) not in inserted]
         existing = await stored_trades(session, {e.event_id for _, e in replays}) if replays else {}
+    if inserted:
+        committed()  # wakes the outcome worker, which pairs them off this path
     results: list[Notification | Rejection] = [
         Notification(persisted_subject("trades", event.asset), trade_document(row_id, event))
         for row_id, event in stored

@@ -15,7 +15,8 @@ from core.errors import NotFound
 from core.events import event_schemas
 from handlers.http.responses import json_response
 from handlers.http.keys import (
-    CONSUMERS, EMBEDDED_NATS, ENGINE, INDEXER, METRICS, NATS, NATS_URL, SESSIONS, SETTINGS, WS_HUB,
+    CONSUMERS, EMBEDDED_NATS, ENGINE, INDEXER, METRICS, NATS, NATS_URL, OUTCOMES, SESSIONS,
+    SETTINGS, WS_HUB,
 )
 
 PROBE_TIMEOUT = 2.0
@@ -60,8 +61,11 @@ async def get_health(request: web.Request) -> web.Response:
     websocket = {"clients": len(ws_hub.clients), "connected_total": ws_hub.connected_total,
                  "dropped_slow": ws_hub.dropped_slow}
     embedder = ComponentHealth(ok=True, detail={"ready": app[INDEXER].ready})
+    worker = app[OUTCOMES]
+    outcomes = ComponentHealth(ok=True, detail={"holding_lease": worker.holding, "paired": worker.paired,
+                                                "checkpoint": worker.checkpoint})
     health = Health(status="ok" if healthy else "degraded", nats=nats, database=database,
-                    consumers=consumers, websocket=websocket, embedder=embedder)
+                    consumers=consumers, websocket=websocket, embedder=embedder, outcomes=outcomes)
     return json_response(health)
 
 

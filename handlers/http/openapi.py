@@ -45,9 +45,9 @@ REF = "#/components/schemas/{model}"
 def _optional(schema: dict[str, Any]) -> dict[str, Any]:
     # A query parameter is absent rather than null: drop the null branch of Optional fields.
     # Pydantic flattens X | None into one anyOf, so X may be a union itself (a TimeParam).
-    if "anyOf" not in schema:
+    branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    if not branches:
         return schema
-    branches = [b for b in schema["anyOf"] if b.get("type") != "null"]
     rest = {k: v for k, v in schema.items() if k != "anyOf"}
     return {**rest, **branches[0]} if len(branches) == 1 else {**rest, "anyOf": branches}
 

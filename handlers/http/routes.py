@@ -8,10 +8,17 @@ from core.api import (
     BacktestDetail, BacktestPage, BacktestQuery, CurveQuery, Health, TradeOut, TradePage,
     TradeQuery,
 )
+from core.calibration import Calibration
 from core.knowledge import (
     IndexBody, IndexStats, KnowledgeOverview, KnowledgeSearchQuery, SearchResponse,
 )
-from handlers.http import backtest_views, hub_views, knowledge_views, trade_views
+from core.performance import (
+    BacktestCalibrationQuery, CalibrationQuery, GroupFilter, PerformancePage, PerformanceQuery,
+    PnlQuery, PnlSeries, PositionsPage, StrategyComparison, StrategyQuery,
+)
+from handlers.http import (
+    backtest_views, hub_views, knowledge_views, outcome_views, trade_views,
+)
 from handlers.http.dashboard import add_dashboard_routes
 from handlers.http.keys import WS_HUB
 from handlers.http.openapi import Endpoint, openapi_document
@@ -48,6 +55,22 @@ ENDPOINTS = [
              (BAD, AUTH, MISSING, INVALID)),
     Endpoint(r"/api/backtests/{id:\d+}/report", backtest_views.get_backtest_report,
              "The backtest's report file", errors=(AUTH, MISSING)),
+    Endpoint("/api/performance", outcome_views.get_performance,
+             "Realized performance per group of live trades", PerformanceQuery, PerformancePage,
+             (BAD, AUTH, INVALID)),
+    Endpoint("/api/performance/pnl", outcome_views.get_pnl_series,
+             "Cumulative realized PnL per hour or day", PnlQuery, PnlSeries, (BAD, AUTH, INVALID)),
+    Endpoint("/api/positions", outcome_views.get_positions, "Open positions per group",
+             GroupFilter, PositionsPage, (BAD, AUTH, INVALID)),
+    Endpoint("/api/calibration", outcome_views.get_calibration,
+             "Does confidence predict the outcome of closed entries?", CalibrationQuery,
+             Calibration, (BAD, AUTH, INVALID)),
+    Endpoint(r"/api/backtests/{id:\d+}/calibration", outcome_views.get_backtest_calibration,
+             "The same calibration, of a backtest's trade log", BacktestCalibrationQuery,
+             Calibration, (BAD, AUTH, MISSING, INVALID)),
+    Endpoint("/api/strategies/{name}", outcome_views.get_strategy,
+             "A strategy's backtest beside its live trading, and the differences", StrategyQuery,
+             StrategyComparison, (BAD, AUTH, MISSING, INVALID)),
     Endpoint("/api/knowledge", knowledge_views.get_knowledge,
              "Knowledge domains with file and chunk counts", answer=KnowledgeOverview,
              errors=(AUTH,)),

@@ -28,6 +28,7 @@ from handlers.http.cors import origin_allowed
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_FRAME = 500
+DEFAULT_KINDS = ("trades", "backtests", "knowledge")  # outcomes only when asked for
 SEND_BUFFER_BYTES = 256 * 1024
 
 
@@ -43,7 +44,7 @@ class WsClient:
     def wants(self, kind: str, asset: str | None) -> bool:
         """Whether this client subscribed to events of KIND (and ASSET, when there is one)."""
         kinds, assets = self.filter.kinds, self.filter.assets
-        if kinds is not None and kind not in kinds:
+        if kind not in (kinds if kinds is not None else DEFAULT_KINDS):
             return False
         return assets is None or asset is None or asset in assets
 

@@ -57,6 +57,7 @@ class Trade(Base):
     confidence: Mapped[float] = mapped_column(Float)
     source: Mapped[str | None] = mapped_column(String(128))
     strategy: Mapped[str | None] = mapped_column(String(128))
+    fee: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
     def __repr__(self) -> str:
         return (
@@ -132,3 +133,56 @@ class BacktestData(Base):
     points: Mapped[int] = mapped_column(Integer)
     curve: Mapped[bytes] = mapped_column(LargeBinary)
     trade_log: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OutcomeGroup(Base):
+    """One (source, strategy, asset) as the outcome worker left it: its open lots, the last
+    trade applied, and the sums its performance is read from."""
+
+    __tablename__ = "outcome_groups"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(400), unique=True, doc="JSON [source, strategy, asset]")
+    source: Mapped[str | None] = mapped_column(String(128))
+    strategy: Mapped[str | None] = mapped_column(String(128))
+    asset: Mapped[str] = mapped_column(String(32))
+    last_timestamp: Mapped[float | None] = mapped_column(Float, doc="epoch seconds")
+    last_trade_id: Mapped[int | None] = mapped_column(BigInteger)
+    lots: Mapped[list[Any]] = mapped_column(JSON, doc="open lots: [origin, qty, price, time, fee]")
+    side: Mapped[int] = mapped_column(Integer, default=0, doc="+1 long, -1 short, 0 flat")
+    exits: Mapped[int] = mapped_column(Integer, default=0)
+    wins: Mapped[int] = mapped_column(Integer, default=0)
+    losses: Mapped[int] = mapped_column(Integer, default=0)
+    win_total: Mapped[float] = mapped_column(Float, default=0.0)
+    loss_total: Mapped[float] = mapped_column(Float, default=0.0)
+    largest_win: Mapped[float | None] = mapped_column(Float)
+    largest_loss: Mapped[float | None] = mapped_column(Float)
+    fees: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class TradeOutcome(Base):
+    """What one live trade realized: as an exit, and as an entry on the quantity it opened."""
+
+    __tablename__ = "trade_outcomes"
+    __table_args__ = (Index("ix_trade_outcomes_group_time", "group_id", "timestamp"),)
+
+    trade_id: Mapped[int] = mapped_column(ForeignKey("trades.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("outcome_groups.id", ondelete="CASCADE"))
+    timestamp: Mapped[float] = mapped_column(Float, doc="the trade's, epoch seconds")
+    confidence: Mapped[float | None] = mapped_column(Float)
+    opened: Mapped[float] = mapped_column(Float)
+    remaining: Mapped[float] = mapped_column(Float)
+    entry_pnl: Mapped[float] = mapped_column(Float)
+    exit_quantity: Mapped[float] = mapped_column(Float)
+    exit_pnl: Mapped[float] = mapped_column(Float)
+
+
+class WorkerLease(Base):
+    """Which instance runs a background worker, until when, and how far it has come."""
+
+    __tablename__ = "worker_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    expires_at: Mapped[float] = mapped_column(Float, default=0.0, doc="epoch seconds")
+    watermark: Mapped[int] = mapped_column(BigInteger, default=0, doc="every id up to it is done")

@@ -1,9 +1,10 @@
 // The equity curve against the benchmark, and its drawdown below, as two uPlot charts sharing
 // the cursor and the time range. Drag across either to zoom; double-click or "All" to reset.
+// And an agent's cumulative realized PnL, one uPlot chart.
 
 import { h } from "./util.js";
 
-const COLORS = { strategy: "#2563eb", benchmark: "#d97706", drawdown: "#dc2626" };
+const COLORS = { strategy: "#2563eb", benchmark: "#d97706", drawdown: "#dc2626", pnl: "#2563eb" };
 const DAY = 86_400;
 const RANGES = [["1M", 30 * DAY], ["3M", 91 * DAY], ["6M", 182 * DAY], ["1Y", 365 * DAY]];
 const money = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
@@ -134,6 +135,57 @@ export function drawEquity(container, curve, benchmarkName) {
       resize.disconnect();
       main.destroy();
       under.destroy();
+    },
+  };
+}
+
+const INTERVAL_SECONDS = { "1h": 3600, "1d": DAY };
+
+/** GET /api/performance/pnl's answer as uPlot data: each interval's cumulative PnL at its end,
+ * after a 0 at the first interval's start (nothing was realized before it). */
+export function pnlData(series) {
+  const step = INTERVAL_SECONDS[series.interval] || DAY;
+  const points = series.points;
+  if (!points.length) return [[], []];
+  const x = [Date.parse(points[0].time) / 1000];
+  const y = [0];
+  for (const point of points) {
+    x.push(Date.parse(point.time) / 1000 + step);
+    y.push(point.cumulative_pnl);
+  }
+  return [x, y];
+}
+
+/** Cumulative realized PnL into CONTAINER; returns { update(series), destroy() }. */
+export function drawPnl(container, series) {
+  const uPlot = window.uPlot;
+  const height = 260;
+  const width = () => Math.max(300, container.clientWidth);
+  const data = pnlData(series);
+  const chart = new uPlot({
+    width: width(), height, tzDate: utc,
+    title: "Cumulative realized PnL",
+    scales: { x: { time: true } },
+    cursor: { drag: { x: true, y: false } },
+    series: [
+      { label: "End of interval (UTC)", value: timeValue },
+      { label: "Realized PnL", stroke: COLORS.pnl, fill: "rgba(37, 99, 235, 0.08)", width: 2,
+        points: { show: data[0].length <= 60 }, value: (u, v) => (v === null ? "—" : money.format(v)) },
+    ],
+    axes: [{ values: timeTicks }, { size: 72, values: valueTicks }],
+  }, data, container);
+  const resize = new ResizeObserver(() => {
+    if (Math.abs(width() - chart.width) > 4) chart.setSize({ width: width(), height });
+  });
+  resize.observe(container);
+  return {
+    chart,
+    update(next) {
+      chart.setData(pnlData(next));
+    },
+    destroy() {
+      resize.disconnect();
+      chart.destroy();
     },
   };
 }

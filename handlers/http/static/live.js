@@ -1,8 +1,10 @@
 // Live trades: newest first (in the order the hub stored them), from the WebSocket, with the
 // gap after a reconnect filled from GET /api/trades and every trade shown once (keyed by id).
+// Each row shows the trade's outcome once the hub has paired it, updated in place by the
+// outcome events; a catch-up also refreshes the outcomes of the rows already shown.
 
 import { getJson } from "./api.js";
-import { $, fill, fmtNum, fmtTime, h, reasoningCell, showError } from "./util.js";
+import { $, fill, fmtNum, fmtTime, h, reasoningCell, showError, sign } from "./util.js";
 
 const MAX_ROWS = 500;
 const FIRST_PAGE = 200;
@@ -17,6 +19,17 @@ const rows = new Map(); // id -> <tr>
 let order = []; // ids, descending
 let highestId = null; // the highest trade id seen
 const assets = new Set();
+// trade id -> { outcome, at }: the latest outcome known, and when (performance.now()) an outcome
+// event told it. Kept for trades not shown too, as an outcome may arrive before its trade.
+const outcomes = new Map();
+const MAX_OUTCOMES = 5000;
+// What each status means, for the cell's tooltip (core/outcomes.py defines them).
+const STATUS = {
+  open: "an entry none of which is closed yet",
+  partial: "an entry part of which is closed",
+  closed: "an entry all of which is closed: PnL the exits realized on it, net of fees",
+  exit: "a trade that closed quantity: its PnL, net of fees",
+};
 
 function filters() {
   return { asset: $("live-asset").value.trim().toUpperCase(), action: $("live-action").value };
@@ -26,7 +39,35 @@ function matches(trade, { asset, action }) {
   return (!asset || trade.asset === asset) && (!action || trade.action === action);
 }
 
-function renderRow(trade, fresh) {
+/** The outcome cell's content: status, and the realized PnL coloured as a win or a loss. */
+function outcomeCell(td, outcome) {
+  const status = outcome && outcome.status;
+  const pnl = outcome ? outcome.realized_pnl : null;
+  td.dataset.status = status || "";
+  td.title = status ? STATUS[status] || "" : "not paired yet";
+  fill(td, status ? h("span", { className: `outcome ${status}` }, status) : "—",
+    pnl === null || pnl === undefined ? null
+      : h("span", { className: `pnl ${sign(pnl)}` }, ` ${pnl > 0 ? "+" : ""}${fmtNum(pnl, 2)}`));
+  return td;
+}
+
+function remember(id, outcome, at) {
+  outcomes.delete(id); // re-inserted last: the oldest entries are the first dropped
+  outcomes.set(id, { outcome, at });
+  if (outcomes.size > MAX_OUTCOMES) outcomes.delete(outcomes.keys().next().value);
+}
+
+/** Take TRADE's outcome as of a REST answer asked for at ASKED (null: a trade event, which was
+ * sent before any outcome), unless an outcome event since then told something newer. */
+function learn(trade, asked) {
+  const known = outcomes.get(trade.id);
+  if (trade.outcome && trade.outcome.status && (!known || (asked !== null && known.at <= asked))) {
+    remember(trade.id, trade.outcome, asked ?? -Infinity);
+  }
+  return outcomes.has(trade.id) ? outcomes.get(trade.id).outcome : null;
+}
+
+function renderRow(trade, fresh, outcome) {
   const who = [trade.source, trade.strategy].filter(Boolean).join(" / ");
   return h("tr", { className: fresh ? "fresh" : "", "data-id": trade.id },
     h("td", { className: "time" }, fmtTime(trade.timestamp)),
@@ -35,12 +76,14 @@ function renderRow(trade, fresh) {
     h("td", { className: "num" }, fmtNum(trade.price)),
     h("td", { className: "num" }, fmtNum(trade.quantity)),
     h("td", { className: "num" }, fmtNum(trade.confidence, 0)),
+    outcomeCell(h("td", { className: "num outcome-cell" }), outcome),
     h("td", { className: "muted" }, who || "—"),
     reasoningCell(trade.reasoning));
 }
 
-/** Insert TRADES not shown yet at their place (by id, descending); drop the oldest beyond MAX_ROWS. */
-function add(trades, fresh) {
+/** Insert TRADES not shown yet at their place (by id, descending); drop the oldest beyond MAX_ROWS.
+ * ASKED: when the REST call that answered them was made (null for trades from the WebSocket). */
+function add(trades, fresh, asked = null) {
   const wanted = filters();
   const body = $("live-rows");
   for (const trade of trades) {
@@ -49,10 +92,15 @@ function add(trades, fresh) {
       assets.add(trade.asset);
       $("live-assets").append(h("option", { value: trade.asset }));
     }
-    if (rows.has(trade.id) || !matches(trade, wanted)) continue;
+    const outcome = learn(trade, asked);
+    if (rows.has(trade.id)) {
+      if (outcome) outcomeCell(rows.get(trade.id).querySelector(".outcome-cell"), outcome);
+      continue;
+    }
+    if (!matches(trade, wanted)) continue;
     let at = order.findIndex((id) => id < trade.id);
     if (at === -1) at = order.length;
-    const tr = renderRow(trade, fresh);
+    const tr = renderRow(trade, fresh, outcome);
     body.insertBefore(tr, at < order.length ? rows.get(order[at]) : null);
     order.splice(at, 0, trade.id);
     rows.set(trade.id, tr);
@@ -69,8 +117,9 @@ function add(trades, fresh) {
 async function fetchPages(params, maxPages, limit = PAGE) {
   let cursor = null;
   for (let page = 0; page < maxPages; page += 1) {
+    const asked = performance.now();
     const body = await getJson("/api/trades", { ...params, limit, cursor });
-    add(body.trades, page === 0 && params.after_id !== undefined);
+    add(body.trades, page === 0 && params.after_id !== undefined, asked);
     cursor = body.next_cursor;
     if (!cursor) return;
   }
@@ -103,6 +152,16 @@ async function catchUp() {
 /** Trades announced on the WebSocket. */
 export function onTrades(trades) {
   add(trades, true);
+}
+
+/** Outcome events: {trade_id, source, strategy, asset, outcome}; shown rows change in place. */
+export function onOutcomes(events) {
+  const at = performance.now();
+  for (const event of events) {
+    remember(event.trade_id, event.outcome, at);
+    const tr = rows.get(event.trade_id);
+    if (tr) outcomeCell(tr.querySelector(".outcome-cell"), event.outcome);
+  }
 }
 
 function reset() {

@@ -1,6 +1,8 @@
 // The WebSocket to /ws: one connection for the page, reconnecting by itself with exponential
-// backoff and jitter, and a status the header shows. Whoever listens is told on every (re)open,
-// so it can fill the gap from the REST API.
+// backoff and jitter, and a status the header shows. On every (re)open it subscribes to the kinds
+// of events the page shows (outcomes come only when asked for), and once the hub has confirmed
+// that, whoever listens is told, so it can fill the gap from the REST API: anything stored after
+// the confirmation arrives over the socket, anything before it is in the REST answers.
 
 import { getJson, wsUrl } from "./api.js";
 
@@ -8,8 +10,8 @@ const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 30_000;
 
 export class Stream {
-  constructor({ onEvents, onOpen, onStatus }) {
-    Object.assign(this, { onEvents, onOpen, onStatus });
+  constructor({ kinds, onEvents, onOpen, onStatus }) {
+    Object.assign(this, { kinds, onEvents, onOpen, onStatus });
     this.ws = null;
     this.failures = 0;
     this.timer = null;
@@ -23,11 +25,17 @@ export class Stream {
     const ws = new WebSocket(wsUrl());
     let opened = false;
     this.ws = ws;
+    let subscribed = false;
+    const ready = () => {
+      if (subscribed) return;
+      subscribed = true;
+      this.onStatus("live", "live");
+      this.onOpen();
+    };
     ws.onopen = () => {
       opened = true;
       this.failures = 0;
-      this.onStatus("live", "live");
-      this.onOpen();
+      ws.send(JSON.stringify({ subscribe: { kinds: this.kinds } }));
     };
     ws.onmessage = (message) => {
       let frame;
@@ -37,6 +45,9 @@ export class Stream {
         return;
       }
       if (frame.type === "events") this.onEvents(frame.events);
+      // An error answers the subscription too (a hub that does not know a kind): the page then
+      // gets the hub's default kinds, which is still worth showing.
+      else if (frame.type === "subscribed" || frame.type === "error") ready();
     };
     ws.onclose = () => {
       if (this.ws !== ws) return;

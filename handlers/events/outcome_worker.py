@@ -1,0 +1,144 @@
+"""The outcome worker: pairs stored live trades into outcomes in the background.
+
+It follows the trades table in id order from a checkpoint, one instance at a time (a lease),
+so the ingest path never waits for it. Each group's trades are applied in (timestamp, id)
+order: a batch that only adds later trades continues the group's book; a late trade re-pairs
+the group from its first trade. Either way the result equals pairing all the group's trades
+sorted, whatever order they arrived in and whichever instance stored them. Outcomes that
+change are announced on hub.persisted.outcomes.<ASSET> after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.outcomes import LiveFill, Outcome, pair_all, pair_into
+from core.subjects import persisted_subject
+from storage.sql.leases import advance, take_lease, watermark
+from storage.sql.outcome_rows import (
+    GroupKey, NewTrade, forget_outcomes, group_trades, load_group, outcomes_of, store_outcomes,
+    store_state, unpaired_trades,
+)
+
+log = logging.getLogger(__name__)
+LEASE = "outcomes"
+LEASE_SECONDS = 15.0
+GAP_WAIT = 10.0  # an id still missing after this is a sequence hole, not a commit in flight
+Publish = Callable[[str, bytes], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class OutcomeWorker:
+    """Pairs what the trades consumer stored; wake() after a commit makes it look at once."""
+
+    sessions: async_sessionmaker[Any]
+    publish: Publish
+    batch: int = 5000
+    holder: str = field(default_factory=lambda: f"hub-{uuid.uuid4()}")
+    paired: int = 0  # trades this instance paired
+    holding: bool = False
+    checkpoint: int = 0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: bool = False
+    _holes: dict[int, float] = field(default_factory=dict)
+
+    def wake(self) -> None:
+        """New trades are stored."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the pass in hand, then return from run()."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Pass after pass until stopped; idle, it looks again each second or when woken."""
+        while not self._stopping:
+            try:
+                more = await self.run_pass()
+            except Exception:
+                log.exception("outcome pass failed; trying again")
+                more = False
+            if not more and not self._stopping:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                except TimeoutError:
+                    pass
+
+    async def run_pass(self) -> bool:
+        """Pair one batch if this instance holds the lease; whether more may be waiting."""
+        async with self.sessions() as session, session.begin():
+            self.holding = await take_lease(session, LEASE, self.holder, LEASE_SECONDS)
+            if not self.holding:
+                return False
+            mark = await watermark(session, LEASE)
+            new = await unpaired_trades(session, mark, self.batch)
+            announcements = await self._pair(session, new) if new else []
+            self.checkpoint = self._safe_mark(mark, [t.fill.trade_id for t in new])
+            await advance(session, LEASE, self.checkpoint)
+        self.paired += len(new)
+        for subject, payload in announcements:
+            await self.publish(subject, payload)
+        return len(new) == self.batch
+
+    async def _pair(self, session: AsyncSession, new: Sequence[NewTrade]) -> list[tuple[str, bytes]]:
+        by_group: dict[GroupKey, list[NewTrade]] = defaultdict(list)
+        for trade in new:
+            by_group[trade.group].append(trade)
+        announcements = []
+        for key, trades in by_group.items():
+            changed = await self._pair_group(session, key, [t.fill for t in trades])
+            announcements += [_announcement(key, o) for o in changed]
+        return announcements
+
+    async def _pair_group(self, session: AsyncSession, key: GroupKey, fills: list[LiveFill]) -> list[Outcome]:
+        fills.sort(key=lambda f: f.key)
+        row, state = await load_group(session, key)
+        new_ids = {f.trade_id for f in fills}
+        if state.last_key is None or fills[0].key > state.last_key:
+            outcomes = pair_into(state, fills)
+            await store_outcomes(session, row.id, [o for o in outcomes if o.trade_id in new_ids],
+                                 [o for o in outcomes if o.trade_id not in new_ids])
+        else:  # a late trade: the group is paired again from its first trade
+            started, earlier = time.perf_counter(), await group_trades(session, row.id)
+            before = await outcomes_of(session, [f.trade_id for f in earlier])
+            await forget_outcomes(session, row.id)
+            state, outcomes = pair_all([*earlier, *fills])
+            await store_outcomes(session, row.id, outcomes, [])
+            outcomes = [o for o in outcomes if _shown(before.get(o.trade_id)) != _shown(o)]
+            log.info("late trade: re-paired %d trades of %s in %.3f s", len(earlier) + len(fills),
+                     key, time.perf_counter() - started)
+        store_state(row, state)
+        return outcomes
+
+    def _safe_mark(self, mark: int, ids: Sequence[int]) -> int:
+        """The highest id up to which every id is paired or a hole older than GAP_WAIT."""
+        now, seen = time.monotonic(), set(ids)
+        for candidate in range(mark + 1, max(ids, default=mark) + 1):
+            if candidate not in seen and now - self._holes.setdefault(candidate, now) < GAP_WAIT:
+                break
+            mark = candidate
+        self._holes = {i: t for i, t in self._holes.items() if i > mark}
+        return mark
+
+
+def _shown(outcome: Outcome | None) -> tuple[str, float | None] | None:
+    return None if outcome is None else (outcome.status, outcome.realized_pnl)
+
+
+def _announcement(key: GroupKey, outcome: Outcome) -> tuple[str, bytes]:
+    source, strategy, asset = key
+    return persisted_subject("outcomes", asset), orjson.dumps({
+        "trade_id": outcome.trade_id, "source": source, "strategy": strategy, "asset": asset,
+        "outcome": {"status": outcome.status, "realized_pnl": outcome.realized_pnl}})

@@ -1,0 +1,170 @@
+"""Live outcomes: FIFO pairing per (source, strategy, asset), through the bus to the REST answers,
+whatever order trades arrive in and however many hubs store them."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client as Nats
+
+from core.outcomes import LiveFill, pair_all, pair_into, GroupState
+from tests.support.hub_app import Hub, hub_settings, start_hub
+from tests.support.payloads import publish_trade
+from tests.support.postgres import empty_database
+from tests.support.waiting import eventually
+
+# (minute, action, price, quantity, fee, confidence): a long built in two buys, closed in two
+# sells (the second flips to a short), then the short covered.
+SCRIPT = [
+    (0, "BUY", 100.0, 1.0, 1.0, 80),
+    (1, "BUY", 110.0, 1.0, 1.0, 60),
+    (2, "SELL", 120.0, 1.5, 1.5, 70),   # closes 1 @100 and 0.5 @110
+    (3, "SELL", 130.0, 1.5, 3.0, 40),   # closes 0.5 @110, opens a 1.0 short @130
+    (4, "BUY", 125.0, 1.0, 1.0, 55),    # covers the short
+]
+# Hand-checked, fees pro rata:
+# exit 2: (120-100)*1 + (120-110)*0.5 = 25 gross; fees: entry 1 + entry 0.5 + exit 1.5 = 3 -> 22
+# exit 3: (130-110)*0.5 = 10 gross; fees: entry 0.5 + a third of the exit fee 1.0 -> 8.5
+#         (it closes 0.5 of its 1.5; the other 1.0 opens a short carrying 2.0 of entry fee)
+# exit 4: (130-125)*1 = 5 gross; fees: the short's entry fee 2.0 + exit 1.0 -> 2.0
+# entry 0: 20 - 1 - 1.0 (its share of exit 2's fee) = 18
+# entry 1: (10*0.5 - 0.5 - 0.5) + (10 - 0.5 - 1.0) = 12.5
+EXIT_PNL = {2: 22.0, 3: 8.5, 4: 2.0}
+ENTRY_PNL = {0: 18.0, 1: 12.5}
+
+
+def fills(order: list[int] | None = None) -> list[LiveFill]:
+    chosen = order if order is not None else list(range(len(SCRIPT)))
+    return [LiveFill(i + 1, 60.0 * SCRIPT[i][0], *SCRIPT[i][1:]) for i in chosen]
+
+
+def test_hand_checked_fifo_with_partial_closes_a_flip_and_fees() -> None:
+    state, outcomes = pair_all(fills())
+    by_trade = {o.trade_id - 1: o for o in outcomes}
+    for index, pnl in EXIT_PNL.items():
+        assert by_trade[index].status == "exit" and by_trade[index].realized_pnl == pytest.approx(pnl)
+    for index, pnl in ENTRY_PNL.items():
+        assert by_trade[index].status == "closed" and by_trade[index].realized_pnl == pytest.approx(pnl)
+    flip = by_trade[3]
+    assert flip.opened == pytest.approx(1.0) and flip.remaining == 0.0  # its short was covered
+    assert flip.entry_pnl == pytest.approx(5 - 2.0 - 1.0)
+    assert state.book.side == 0 and state.sums.trades == 3
+    assert state.sums.win_total == pytest.approx(sum(EXIT_PNL.values()))
+    assert state.fees == pytest.approx(7.5)
+
+
+def test_incremental_pairing_equals_pairing_all_sorted() -> None:
+    _, reference = pair_all(fills())
+    expected = {o.trade_id: (o.status, o.realized_pnl) for o in reference}
+    for seed in range(5):
+        order = list(range(len(SCRIPT)))
+        random.Random(seed).shuffle(order)
+        # Only in-order batches continue a book; a shuffled arrival re-pairs from the start.
+        _, again = pair_all(fills(order))
+        assert {o.trade_id: (o.status, o.realized_pnl) for o in again} == expected
+    state, first = GroupState(), pair_into(GroupState(), [])
+    assert first == []
+    seen: dict[int, Any] = {}
+    for chunk in ([0, 1], [2], [3, 4]):
+        for o in pair_into(state, fills(chunk)):
+            seen[o.trade_id] = (o.status, o.realized_pnl)
+    assert seen == expected
+
+
+def published(script_index: int, source: str, **extra: Any) -> dict[str, Any]:
+    minute, action, price, quantity, fee, confidence = SCRIPT[script_index]
+    return {"event_id": f"{source}-{script_index}", "timestamp": f"2024-05-01T12:{minute:02d}:00Z",
+            "asset": "BTC", "action": action, "price": price, "quantity": quantity, "fee": fee,
+            "confidence": confidence, "source": source, "strategy": "swing", **extra}
+
+
+async def paired(hub: Hub, total: int) -> bool:
+    trades = (await (await hub.http.get("/api/trades?limit=500")).json())["trades"]
+    return len(trades) == total and all(t["outcome"]["status"] for t in trades)
+
+
+async def answers(hub: Hub) -> dict[str, Any]:
+    async def get(path: str) -> Any:
+        response = await hub.http.get(path)
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+    trades = (await get("/api/trades?limit=500"))["trades"]
+    return {
+        "outcomes": sorted((t["event_id"], t["outcome"]["status"], t["outcome"]["realized_pnl"])
+                           for t in trades),
+        "performance": await get("/api/performance"),
+        "by_asset": await get("/api/performance?group_by=source,strategy,asset"),
+        "positions": await get("/api/positions"),
+        "calibration": await get("/api/calibration?source=bot-a"),
+    }
+
+
+async def test_outcomes_through_the_bus_to_the_rest_answers(hub: Hub, nc: Nats) -> None:
+    for index in range(len(SCRIPT)):
+        await publish_trade(nc, **published(index, "bot-a"))
+    await publish_trade(nc, **published(0, "bot-b"))  # bot-b stays long
+    await eventually(lambda: paired(hub, len(SCRIPT) + 1), what="every trade paired")
+    got = await answers(hub)
+    outcome = {event_id: (status, pnl) for event_id, status, pnl in got["outcomes"]}
+    assert outcome["bot-a-2"] == ("exit", pytest.approx(22.0))
+    assert outcome["bot-a-0"] == ("closed", pytest.approx(18.0))
+    assert outcome["bot-b-0"] == ("open", None)
+    [a, b] = got["performance"]["groups"]
+    assert (a["source"], a["exits"], a["realized_pnl"]) == ("bot-a", 3, pytest.approx(32.5))
+    assert a["win_rate"] == 1.0 and a["profit_factor"] is None and a["open_positions"] == 0
+    assert (b["source"], b["exits"], b["open_positions"], b["fees"]) == ("bot-b", 0, 1, 1.0)
+    [position] = got["positions"]["positions"]
+    assert position == {"source": "bot-b", "strategy": "swing", "asset": "BTC", "side": "long",
+                        "quantity": 1.0, "avg_entry_price": 100.0,
+                        "opened_at": "2024-05-01T12:00:00Z", "cost_basis": 100.0}
+    calibration = got["calibration"]
+    assert calibration["n"] == 3 and calibration["pending"] == 0  # entries 0, 1 and the flip
+    assert calibration["spearman"]["rho"] is None and "too few" in calibration["verdict"]
+
+
+async def test_shuffled_twice_and_through_two_hubs_gives_the_same_answers(
+    database_url: str, nc: Nats, tmp_path: Path, nats_url: str
+) -> None:
+    events = [published(i % len(SCRIPT), f"bot-{i // len(SCRIPT)}") for i in range(4 * len(SCRIPT))]
+    reference = await start_hub(hub_settings(tmp_path / "ref", nats_url, database_url))
+    try:
+        for event in events:
+            await publish_trade(nc, **event)
+        await eventually(lambda: paired(reference, len(events)), timeout=30, what="paired in order")
+        expected = await answers(reference)
+    finally:
+        await reference.stop()
+    for stream in await nc.jetstream().streams_info():
+        await nc.jetstream().delete_stream(str(stream.config.name))
+    if database_url.startswith("postgresql"):
+        await empty_database(database_url)
+        shared = database_url
+    else:
+        shared = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    hubs = [await start_hub(hub_settings(tmp_path / name, nats_url, shared)) for name in "ab"]
+    try:
+        shuffled = events[:]
+        random.Random(7).shuffle(shuffled)
+        for event in shuffled + shuffled[::3]:  # and again: redelivered duplicates
+            await publish_trade(nc, **event)
+        await eventually(lambda: paired(hubs[0], len(events)), timeout=60, what="paired shuffled")
+        assert await answers(hubs[0]) == expected
+        assert await answers(hubs[1]) == expected
+    finally:
+        for running in hubs:
+            await running.stop()
+
+
+@pytest.mark.parametrize("path", [
+    "/api/performance?group_by=venue", "/api/performance?since=yesterday",
+    "/api/calibration?bins=1", "/api/calibration?bins=21", "/api/positions?side=long",
+    "/api/performance/pnl?interval=1w", "/api/strategies/x?backtest=0",
+])
+async def test_bad_query_parameters_answer_4xx_with_json(hub: Hub, path: str) -> None:
+    response = await hub.http.get(path)
+    assert 400 <= response.status < 500
+    assert (await response.json())["error"]
