@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from nats.aio.client import Client as Nats
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,10 +34,12 @@ from bus.streams import ensure_consumer, ensure_hub_streams
 from core.daemon_state import clear_state, write_state
 from core.errors import HubError, UsageError
 from core.knowledge import SearchRequest
+from core.performance import CalibrationQuery, PerformanceQuery
 from core.settings import Settings
 from handlers.cli import commands
 from handlers.cli.knowledge_commands import index_command, search_command
 from handlers.cli.options import describe_options, validated
+from handlers.cli.outcome_commands import calibration_command, performance_command
 from handlers.cli.parser import build_parser
 from handlers.events.backtest_completed import import_missing_reports
 from handlers.events.index_requested import IndexFollower
@@ -331,6 +333,22 @@ async def run_db(settings: Settings, args: argparse.Namespace) -> None:
         await engine.dispose()
 
 
+async def run_performance(settings: Settings, args: argparse.Namespace) -> None:
+    query = validated(PerformanceQuery, _given(args, PerformanceQuery))
+    async with open_database(settings) as engine:
+        await performance_command(async_sessions(engine), query)
+
+
+async def run_calibration(settings: Settings, args: argparse.Namespace) -> None:
+    query = validated(CalibrationQuery, _given(args, CalibrationQuery))
+    async with open_database(settings) as engine:
+        await calibration_command(async_sessions(engine), query)
+
+
+def _given(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k in model.model_fields and v is not None}
+
+
 async def run_schemas(settings: Settings, args: argparse.Namespace) -> None:
     commands.write_schemas(Path(args.out))
 
@@ -349,6 +367,7 @@ COMMANDS: dict[str, Runner] = {
     "run": run_daemon, "nats-url": run_nats_url, "publish-trade": run_publish_trade,
     "schemas": run_schemas, "view-trades": run_view_trades, "index": run_index,
     "search": run_search, "import-report": run_import_report, "db": run_db,
+    "performance": run_performance, "calibration": run_calibration,
 }
 
 

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.events import Action, Asset, Confidence, Name, TradeBody, UtcDatetime
 
 MAX_PAGE = 500
 MAX_OFFSET = 1_000_000
-
-# A time in a query string. The server takes what events take (README: "Timestamps may also be
-# epoch seconds"), so the document says so, rather than the server being narrowed to the
-# date-time strings pydantic's default schema names: bots send one clock to both.
-TIME_FORMS = ("ISO 8601 date-time (naive = UTC) or epoch seconds "
-              "(numbers above 2e10 are read as milliseconds)")
-TimeParam = Annotated[UtcDatetime, WithJsonSchema(
-    {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]})]
 
 
 class StoredRecord(BaseModel):
@@ -52,8 +44,8 @@ class TradeQuery(BaseModel):
     action: Action | None = None
     source: Name | None = None
     strategy: Name | None = None
-    since: TimeParam | None = Field(None, description=f"inclusive; {TIME_FORMS}")
-    until: TimeParam | None = Field(None, description=f"exclusive; {TIME_FORMS}")
+    since: UtcDatetime | None = Field(None, description="inclusive")
+    until: UtcDatetime | None = Field(None, description="exclusive")
     after_id: int | None = Field(
         None, ge=0, le=2**63 - 1, description="only trades stored after this id: catching up")
     limit: int = Field(100, ge=1, le=MAX_PAGE)
@@ -159,10 +151,8 @@ class BacktestQuery(BaseModel):
 
     strategy: Name | None = None
     asset: Asset | None = Field(None, description="backtests that traded this asset")
-    since: TimeParam | None = Field(
-        None, description=f"backtests that end at or after this; {TIME_FORMS}")
-    until: TimeParam | None = Field(
-        None, description=f"backtests that start before this; {TIME_FORMS}")
+    since: UtcDatetime | None = Field(None, description="backtests that end at or after this")
+    until: UtcDatetime | None = Field(None, description="backtests that start before this")
     sort: BacktestSort = "created"
     order: Literal["asc", "desc"] = "desc"
     limit: int = Field(50, ge=1, le=MAX_PAGE)

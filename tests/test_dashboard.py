@@ -9,10 +9,11 @@ Screenshots of every test are saved in tests/artifacts/.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,33 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def minutes_ago(minutes: float) -> str:
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
+
+
+async def paired_trades(hub: Hub, count: int) -> list[dict[str, Any]]:
+    """Wait until the hub has stored COUNT trades and its outcome worker has paired every one."""
+    trades: list[dict[str, Any]] = []
+
+    async def all_paired() -> bool:
+        nonlocal trades
+        trades = (await (await hub.http.get("/api/trades", params={"limit": 500})).json())["trades"]
+        return len(trades) == count and all(t["outcome"]["status"] is not None for t in trades)
+
+    await eventually(all_paired, timeout=20, what=f"{count} trades stored and paired")
+    return trades
+
+
+async def painted(canvas: Any) -> int:
+    """How many pixels of a <canvas> are not transparent."""
+    return int(await canvas.evaluate("""c => {
+        const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let painted = 0;
+        for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
+        return painted;
+    }"""))
+
+
 @pytest.fixture
 async def hub(nc: Nats, tmp_path: Path, nats_url: str, sqlite_url: str) -> AsyncIterator[Hub]:
     """A hub on SQLite whose knowledge folder holds two of the shipped documents."""
@@ -119,7 +147,7 @@ async def test_page_loads_everything_from_the_hub_without_errors(browser: Browse
     watched = await open_page(browser, hub)
     page = watched.page
     await live(page)
-    for tab in ("Backtests", "Knowledge", "Live"):
+    for tab in ("Agents", "Backtests", "Knowledge", "Live"):
         await page.get_by_role("link", name=tab).click()
         await expect(page.locator(f"#{tab.lower()}")).to_be_visible()
     await expect(page.locator("#live-empty")).to_be_visible()
@@ -196,12 +224,7 @@ async def test_a_new_backtest_appears_and_its_chart_draws(browser: Browser, hub:
     await expect(page.locator("#bt-detail h3")).to_contain_text("dash <b>strategy</b>")
     canvas = page.locator("#bt-chart .uplot canvas").first
     await expect(canvas).to_be_visible()
-    drawn = await canvas.evaluate("""c => {
-        const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-        let painted = 0;
-        for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
-        return painted;
-    }""")
+    drawn = await painted(canvas)
     assert drawn > 500, f"the equity chart drew only {drawn} pixels"
     assert await page.locator("#bt-chart .uplot").count() == 2  # equity and drawdown
     await expect(page.locator("#bt-chart")).to_contain_text("rebased")
@@ -342,3 +365,144 @@ async def test_a_hub_with_a_token_asks_for_it_once(
         assert [e for e in watched.errors if "401" not in e] == []
     finally:
         await guarded.stop()
+
+
+ALPHA, BETA = ("alpha-bot", "momentum"), ("beta-bot", "fade <b>it</b>")
+
+
+async def publish_two_agents(nc: Nats) -> int:
+    """Alpha: ten round trips over ten hours, confidence rising with the PnL (-2.5 .. +6.5, 20 in
+    all). Beta: a loss of 10, a win of 4, and a long of 0.5 ETH still open. Returns the trades sent."""
+    sent = 0
+    source, strategy = ALPHA
+    for i in range(10):
+        start = 600 - 60 * i
+        await publish_trade(nc, source=source, strategy=strategy, asset="BTC", action="BUY", price=100.0,
+                            quantity=1.0, confidence=10 + 9 * i, timestamp=minutes_ago(start),
+                            reasoning=f"alpha entry {i}")
+        await publish_trade(nc, source=source, strategy=strategy, asset="BTC", action="SELL",
+                            price=100.0 + i - 2.5, quantity=1.0, confidence=50,
+                            timestamp=minutes_ago(start - 30), reasoning=f"alpha exit {i}")
+        sent += 2
+    source, strategy = BETA
+    for minutes, action, price, quantity, confidence in (
+        (300, "BUY", 200.0, 2.0, 80), (280, "SELL", 195.0, 2.0, 50),  # -10
+        (200, "BUY", 200.0, 1.0, 40), (180, "SELL", 204.0, 1.0, 50),  # +4
+        (100, "BUY", 210.0, 0.5, 60),  # still open
+    ):
+        await publish_trade(nc, source=source, strategy=strategy, asset="ETH", action=action, price=price,
+                            quantity=quantity, confidence=confidence, timestamp=minutes_ago(minutes),
+                            reasoning=f"beta {action} at {price}")
+        sent += 1
+    return sent
+
+
+async def test_agents_view_ranks_sorts_and_explains_each_agent(browser: Browser, hub: Hub, nc: Nats) -> None:
+    await paired_trades(hub, await publish_two_agents(nc))
+    performance = (await (await hub.http.get("/api/performance")).json())["groups"]
+    assert [(g["source"], g["strategy"], g["realized_pnl"]) for g in performance] == [
+        (*ALPHA, pytest.approx(20.0)), (*BETA, pytest.approx(-6.0))]
+
+    watched = await open_page(browser, hub, "#agents")
+    page = watched.page
+    await live(page)
+    rows = page.locator("#ag-rows tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.nth(0)).to_contain_text("alpha-bot")
+    await expect(rows.nth(0).locator("td.pnl")).to_have_text("+20.00")
+    await expect(rows.nth(0).locator("td.pnl")).to_have_class(re.compile(r"\bpos\b"))
+    await expect(rows.nth(0)).to_contain_text("70.0%")  # 7 of 10 exits won
+    await expect(rows.nth(1)).to_contain_text("fade <b>it</b>")
+    await expect(rows.nth(1).locator("td.pnl")).to_have_text("-6.00")
+    await expect(rows.nth(1).locator("td.pnl")).to_have_class(re.compile(r"\bneg\b"))
+
+    pnl_header = page.locator("#ag-table th[data-sort=realized_pnl]")
+    await expect(pnl_header).to_have_attribute("aria-sort", "descending")
+    await pnl_header.click()
+    await expect(pnl_header).to_have_attribute("aria-sort", "ascending")
+    await expect(rows.first).to_contain_text("beta-bot")
+    await page.click("#ag-table th[data-sort=source]")  # names: A to Z first
+    await expect(rows.first).to_contain_text("alpha-bot")
+    await page.click("#ag-table th[data-sort=source]")
+    await expect(rows.first).to_contain_text("beta-bot")
+    await page.click("#ag-table th[data-sort=open_positions]")  # most first
+    await expect(rows.first).to_contain_text("beta-bot")
+    await page.click("#ag-table th[data-sort=win_rate]")
+    await expect(rows.first).to_contain_text("alpha-bot")
+
+    await rows.filter(has_text="alpha-bot").click()
+    detail = page.locator("#ag-detail")
+    await expect(detail.locator("h3")).to_have_text("alpha-bot / momentum")
+    canvas = page.locator("#ag-pnl .uplot canvas").first
+    await expect(canvas).to_be_visible()
+    assert await painted(canvas) > 500, "the PnL chart drew (almost) nothing"
+    await expect(page.locator("#ag-positions")).to_contain_text("No open positions")
+
+    calibration = await (await hub.http.get(
+        "/api/calibration", params={"source": ALPHA[0], "strategy": ALPHA[1]})).json()
+    assert calibration["n"] == 10 and calibration["verdict"].startswith("higher confidence wins more often")
+    judged = [b for b in calibration["bins"] if b["n"]]
+    chart = page.locator("#ag-calibration svg.calibration-chart")
+    await expect(chart).to_be_visible()
+    await expect(chart.locator("rect.bar")).to_have_count(len(judged))
+    await expect(chart.locator("line.diagonal")).to_have_count(1)
+    for b in judged:
+        await expect(chart.locator(f'.bin[data-low="{b["low"]:g}"] text.count')).to_have_text(f'{b["wins"]}/{b["n"]}')
+    await expect(page.locator("#ag-verdict")).to_have_text(calibration["verdict"])
+    heights = await chart.locator("rect.bar").evaluate_all("bars => bars.map(b => b.getBBox().height)")
+    assert heights[-1] > heights[0] > 0  # the top bin won every time; the lowest never (a stub)
+    await shot(page, "agents")
+
+    await rows.filter(has_text="beta-bot").click()
+    await expect(detail.locator("h3")).to_have_text("beta-bot / fade <b>it</b>")
+    position = page.locator("#ag-positions-table tbody tr")
+    await expect(position).to_have_count(1)
+    await expect(position).to_contain_text("ETH")
+    await expect(position).to_contain_text("long")
+    await expect(page.locator("#ag-verdict")).to_contain_text("too few closed decisions")
+
+    # Live: closing beta's position moves its row and its detail without a reload.
+    await publish_trade(nc, source=BETA[0], strategy=BETA[1], asset="ETH", action="SELL", price=220.0,
+                        quantity=0.5, confidence=50, timestamp=now(), reasoning="beta closes")
+    beta = rows.filter(has_text="beta-bot")
+    await expect(beta.locator("td.pnl")).to_have_text("-1.00", timeout=10_000)  # -6 + 0.5 × 10
+    await expect(page.locator("#ag-positions")).to_contain_text("No open positions")
+    assert await page.locator("#agents").locator("b, script").count() == 0
+    await shot(page, "agents_beta")
+    assert watched.dialogs == []
+    assert watched.errors == []
+
+
+async def test_live_rows_show_each_outcome_in_place(browser: Browser, hub: Hub, nc: Nats) -> None:
+    watched = await open_page(browser, hub)
+    page = watched.page
+    await live(page)
+    trades = [("BUY", 100.0, "win entry"), ("SELL", 112.0, "win exit"), ("BUY", 100.0, "loss entry"),
+              ("SELL", 95.0, "loss exit"), ("BUY", 101.0, "still open")]
+    for minutes, (action, price, reasoning) in zip((50, 40, 30, 20, 10), trades):
+        await publish_trade(nc, source="live-bot", strategy="scalp", asset="SOL", action=action, price=price,
+                            quantity=1.0, confidence=70, timestamp=minutes_ago(minutes), reasoning=reasoning)
+
+    def row(reasoning: str) -> Any:
+        return page.locator("#live-rows tr", has_text=reasoning)
+
+    for _, _, reasoning in trades:
+        await expect(row(reasoning)).to_be_visible()
+    await row("win exit").evaluate("tr => { tr.dataset.marked = 'yes'; }")  # to tell it was not replaced
+    cell = row("win exit").locator("td.outcome-cell")
+    await expect(cell).to_have_text("exit +12.00", timeout=10_000)
+    await expect(cell.locator(".pnl")).to_have_class(re.compile(r"\bpos\b"))
+    await expect(row("win entry").locator("td.outcome-cell")).to_have_text("closed +12.00")
+    await expect(row("loss exit").locator("td.outcome-cell")).to_have_text("exit -5.00")
+    await expect(row("loss exit").locator(".pnl")).to_have_class(re.compile(r"\bneg\b"))
+    await expect(row("still open").locator("td.outcome-cell")).to_have_text("open")
+    await expect(row("win exit")).to_have_attribute("data-marked", "yes")
+    await shot(page, "live_outcomes")
+
+    stored = await paired_trades(hub, len(trades))
+    assert {t["reasoning"]: t["outcome"]["realized_pnl"] for t in stored}["win exit"] == pytest.approx(12.0)
+    await page.reload()  # from the REST API this time
+    await live(page)
+    await expect(row("win exit").locator("td.outcome-cell")).to_have_text("exit +12.00")
+    await expect(row("still open").locator("td.outcome-cell")).to_have_text("open")
+    assert watched.errors == []

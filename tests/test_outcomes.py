@@ -12,7 +12,7 @@ from nats.aio.client import Client as Nats
 
 from core.outcomes import LiveFill, pair_all, pair_into, GroupState
 from tests.support.hub_app import Hub, hub_settings, start_hub
-from tests.support.payloads import publish_trade
+from tests.support.payloads import publish_raw, publish_trade
 from tests.support.postgres import empty_database
 from tests.support.waiting import eventually
 
@@ -168,3 +168,96 @@ async def test_bad_query_parameters_answer_4xx_with_json(hub: Hub, path: str) ->
     response = await hub.http.get(path)
     assert 400 <= response.status < 500
     assert (await response.json())["error"]
+
+
+def round_trips(source: str, wins: list[tuple[float, bool]]) -> list[dict[str, Any]]:
+    """A BUY at 100 with each confidence, then a SELL a minute later at 101 (win) or 99."""
+    events = []
+    for i, (confidence, win) in enumerate(wins):
+        for leg, (action, price) in enumerate((("BUY", 100.0), ("SELL", 101.0 if win else 99.0))):
+            events.append({"event_id": f"{source}-{i}-{leg}", "asset": "ETH", "action": action,
+                           "timestamp": f"2024-06-{1 + i // 600:02d}T{i // 25 % 24:02d}:{i % 25 * 2 + leg:02d}:00Z",
+                           "price": price, "quantity": 1.0, "confidence": confidence,
+                           "source": source, "strategy": "scalp"})
+    return events
+
+
+async def test_calibration_tells_a_predictive_confidence_from_noise(hub: Hub, nc: Nats) -> None:
+    rng = random.Random(3)
+    confidences = [rng.uniform(0, 100) for _ in range(80)]
+    sharp = [(c, rng.random() < c / 100) for c in confidences]  # P(win) = confidence
+    noise = [(c, rng.random() < 0.5) for c in confidences]
+    for event in round_trips("sharp", sharp) + round_trips("noise", noise):
+        await publish_trade(nc, **event)
+    await eventually(lambda: paired(hub, 320), timeout=30, what="320 trades paired")
+
+    async def calibration(source: str) -> Any:
+        return await (await hub.http.get(f"/api/calibration?source={source}&bins=5")).json()
+
+    predictive, random_ = await calibration("sharp"), await calibration("noise")
+    assert predictive["n"] == 80 and predictive["pending"] == 0 and len(predictive["bins"]) == 5
+    assert predictive["spearman"]["rho"] > 0.3 and predictive["spearman"]["p_value"] < 0.01
+    assert predictive["verdict"].startswith("higher confidence wins more often")
+    assert random_["verdict"].startswith("no evidence that confidence predicts outcome")
+    assert predictive["brier"]["score"] < random_["brier"]["score"]
+    assert sum(b["n"] for b in predictive["bins"]) == 80
+    assert sum(b["wins"] for b in predictive["bins"]) == sum(win for _, win in sharp)
+
+
+async def test_a_backtest_beside_its_live_strategy(hub: Hub, nc: Nats) -> None:
+    from tests.test_backtests import backtest
+
+    await publish_raw(nc, "backtests.completed", backtest())
+    for index in range(len(SCRIPT)):
+        await publish_trade(nc, **published(index, "live-bot", strategy="rsi_reversion"))
+    await eventually(lambda: paired(hub, len(SCRIPT)), what="live trades paired")
+
+    async def backtest_stored() -> bool:
+        return (await hub.http.get("/api/backtests/1/calibration")).status == 200
+
+    await eventually(backtest_stored, what="the backtest stored")
+    tested = await (await hub.http.get("/api/backtests/1/calibration")).json()
+    assert (tested["n"], tested["pending"]) == (1, 1)  # BTC's entry closed; ETH's half open
+    comparison = await (await hub.http.get("/api/strategies/rsi_reversion")).json()
+    assert comparison["backtest_id"] == 1
+    assert comparison["backtest"]["metrics"]["trades"] == 2 and comparison["live"]["metrics"]["trades"] == 3
+    assert comparison["differences"]["win_rate"] == pytest.approx(1.0 - 0.5)
+    assert comparison["differences"]["expectancy"] == pytest.approx(32.5 / 3 - 72 / 2)
+    missing = await hub.http.get("/api/strategies/rsi_reversion?backtest=99")
+    assert missing.status == 404 and (await missing.json())["error"] == "not_found"
+
+
+async def test_an_exit_announces_the_entry_it_closes(hub: Hub, nc: Nats) -> None:
+    ws = await hub.http.ws_connect("/ws")
+    await ws.send_json({"subscribe": {"kinds": ["trades", "outcomes"]}})
+    await ws.receive_json(timeout=5)
+    await publish_trade(nc, **published(0, "ws-bot"))
+    seen: dict[str, Any] = {}
+    while "outcomes" not in seen:
+        for event in (await ws.receive_json(timeout=10))["events"]:
+            seen.setdefault(event["kind"], event["data"])
+    assert seen["trades"]["outcome"] == {"status": None, "realized_pnl": None}  # not paired yet
+    assert seen["outcomes"]["outcome"] == {"status": "open", "realized_pnl": None}
+    entry_id = seen["outcomes"]["trade_id"]
+    await publish_trade(nc, **{**published(2, "ws-bot"), "quantity": 1.0})
+    closed: dict[int, Any] = {}
+    while entry_id not in closed:
+        for event in (await ws.receive_json(timeout=10))["events"]:
+            if event["kind"] == "outcomes":
+                closed[event["data"]["trade_id"]] = event["data"]["outcome"]
+    assert closed[entry_id] == {"status": "closed", "realized_pnl": pytest.approx(20 - 1 - 1.5)}
+    await ws.close()
+
+
+def test_performance_and_calibration_print_as_tables(tmp_path: Path) -> None:
+    from tests.support.hub_process import hub_env
+    from tests.support.processes import main_py
+
+    env = hub_env(tmp_path)
+    empty = main_py("performance", env=env)
+    assert empty.returncode == 0 and "no live trades paired yet" in empty.stdout, empty.stderr
+    table = main_py("calibration", "--source", "nobody", "--bins", "4", env=env)
+    assert table.returncode == 0, table.stderr
+    assert "75–100" in table.stdout and "too few closed decisions" in table.stdout
+    bad = main_py("calibration", "--bins", "50", env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --bins must be less than or equal to 20")

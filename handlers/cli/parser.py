@@ -8,6 +8,7 @@ from typing import NoReturn
 
 from core.events import TradeExecuted
 from core.knowledge import DOMAINS
+from core.performance import CalibrationQuery, PerformanceQuery
 from handlers.cli.options import add_model_options
 
 
@@ -46,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     search.add_argument("--domain", choices=DOMAINS)
     search.add_argument("-k", type=int, default=5, help="how many results (default 5)")
+    performance = sub.add_parser("performance", help="live realized performance per agent")
+    performance.set_defaults(command="performance")
+    add_model_options(performance, PerformanceQuery)
+    calibration = sub.add_parser("calibration", help="does an agent's confidence predict its wins?")
+    calibration.set_defaults(command="calibration")
+    add_model_options(calibration, CalibrationQuery)
     report = sub.add_parser("import-report", help="store the backtest a report file describes")
     report.set_defaults(command="import-report")
     report.add_argument("path")

@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
+from pydantic_core import core_schema
 
 from core.api import ErrorBody
 from core.events import EVENT_MODELS
@@ -40,6 +41,23 @@ class Endpoint:
 
 
 REF = "#/components/schemas/{model}"
+# The {name}s that exist, where the hub knows them in advance: a path segment is always a
+# string, so only the enum tells a client (and schemathesis) a known event from a 404.
+KNOWN_NAMES = {"/api/schemas/{name}": list(EVENT_MODELS)}
+
+
+class QueryJsonSchema(GenerateJsonSchema):
+    """The JSON Schema of a query model as parse_query reads it: lax, from strings."""
+
+    def datetime_schema(self, schema: core_schema.DatetimeSchema) -> JsonSchemaValue:
+        # Lax mode takes epoch seconds for a datetime, as the events' timestamps do (README:
+        # "Timestamps may also be epoch seconds"). Documented here, once, for every time
+        # parameter whoever declares it, rather than the server narrowed to strings: bots
+        # send one clock to both.
+        return {"anyOf": [
+            {"type": "string", "format": "date-time", "description": "ISO 8601; naive = UTC"},
+            {"type": "number", "description": "epoch seconds (above 2e10: milliseconds)"},
+        ]}
 
 
 def _optional(schema: dict[str, Any]) -> dict[str, Any]:
@@ -58,12 +76,11 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
         parameters.append({"name": "id", "in": "path", "required": True,
                            "schema": {"type": "integer", "minimum": 0}})
     if "{name" in endpoint.path:
-        # The names that exist, not any string: a path segment is always a string, so only the
-        # enum lets the document (and a client) tell a known event from a 404.
+        known = KNOWN_NAMES.get(endpoint.document_path)
         parameters.append({"name": "name", "in": "path", "required": True,
-                           "schema": {"type": "string", "enum": list(EVENT_MODELS)}})
+                           "schema": {"type": "string", **({"enum": known} if known else {})}})
     if endpoint.query is not None:
-        schema = endpoint.query.model_json_schema(ref_template=REF)
+        schema = endpoint.query.model_json_schema(ref_template=REF, schema_generator=QueryJsonSchema)
         required = set(schema.get("required", []))
         for name, field in schema["properties"].items():
             parameters.append({"name": name, "in": "query", "required": name in required,
@@ -100,16 +117,20 @@ def _paths(endpoints: tuple[Endpoint, ...]) -> dict[str, dict[str, Any]]:
 def openapi_document(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the route table ENDPOINTS (built once)."""
     models = {e.answer for e in endpoints if e.answer} | {ErrorBody}
-    models |= {e.query for e in endpoints if e.query} | {e.body for e in endpoints if e.body}
+    models |= {e.body for e in endpoints if e.body}
+    queries = {e.query for e in endpoints if e.query}
     _, definitions = models_json_schema(
         [(m, "serialization") for m in sorted(models, key=lambda m: m.__name__)], ref_template=REF)
+    _, query_definitions = models_json_schema(
+        [(m, "validation") for m in sorted(queries, key=lambda m: m.__name__)], ref_template=REF,
+        schema_generator=QueryJsonSchema)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Trade Hub", "version": "1",
                  "description": "REST API of the event backbone for AI trading agents."},
         "paths": _paths(endpoints),
         "components": {
-            "schemas": definitions.get("$defs", {}),
+            "schemas": {**definitions.get("$defs", {}), **query_definitions.get("$defs", {})},
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer",
                                           "description": "only when HUB_API_TOKEN is set"}},
         },

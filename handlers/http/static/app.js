@@ -1,22 +1,34 @@
 // The dashboard's entry point: tabs, the connection indicator, and the one WebSocket feeding
-// the three views.
+// the four views.
 
+import { initAgents, onOutcomes as agentOutcomes, resync, showAgents } from "./agents.js";
 import { initBacktests, onBacktests, showBacktest } from "./backtests.js";
 import { initKnowledge, loadDomains } from "./knowledge.js";
-import { initLive, onTrades, settled, shownIds, sync } from "./live.js";
+import { initLive, onOutcomes as liveOutcomes, onTrades, settled, shownIds, sync } from "./live.js";
 import { Stream } from "./stream.js";
 import { $ } from "./util.js";
 
-const TABS = ["live", "backtests", "knowledge"];
+const TABS = ["live", "agents", "backtests", "knowledge"];
+const KINDS = ["trades", "backtests", "knowledge", "outcomes"];
+
+function decode(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part; // a hand-edited address; shown as typed
+  }
+}
 
 function route() {
-  const [tab, id] = location.hash.replace(/^#/, "").split("/");
+  const [tab, id, ...rest] = location.hash.replace(/^#/, "").split("/");
   const current = TABS.includes(tab) ? tab : "live";
   for (const name of TABS) {
     $(name).hidden = name !== current;
     document.querySelector(`[data-tab="${name}"]`).setAttribute("aria-current", name === current ? "page" : "false");
   }
   if (current === "backtests") showBacktest(id && /^\d+$/.test(id) ? Number(id) : null);
+  // #agents/<source>/<strategy>, each URI-encoded ("" for none)
+  if (current === "agents") showAgents(id !== undefined && rest.length ? { source: decode(id), strategy: decode(rest[0]) } : null);
 }
 
 function setStatus(state, text) {
@@ -26,16 +38,26 @@ function setStatus(state, text) {
 
 function onEvents(events) {
   // A frame may carry several kinds; hand each view its own, in order.
-  const by = { trades: [], backtests: [], knowledge: [] };
+  const by = { trades: [], backtests: [], knowledge: [], outcomes: [] };
   for (const event of events) (by[event.kind] || []).push(event.data);
   if (by.trades.length) onTrades(by.trades);
+  if (by.outcomes.length) {
+    liveOutcomes(by.outcomes);
+    agentOutcomes(by.outcomes);
+  }
   if (by.backtests.length) onBacktests(by.backtests);
   if (by.knowledge.length) loadDomains();
 }
 
+function onOpen() {
+  resync();
+  return sync();
+}
+
 async function main() {
-  const stream = new Stream({ onEvents, onOpen: sync, onStatus: setStatus });
+  const stream = new Stream({ kinds: KINDS, onEvents, onOpen, onStatus: setStatus });
   window.__hub = { stream, get ws() { return stream.ws; }, settled, shownIds };
+  initAgents();
   window.addEventListener("hashchange", route);
   route();
   // The first calls find out whether the hub wants a token (and ask for it once) before the
