@@ -165,8 +165,10 @@ function calibrationSection(calibration) {
   return [
     calibrationChart(calibration),
     h("p", { className: "legend small muted" },
-      h("span", { className: "key bar" }), " win rate of the closed entries in each confidence bin (wins / entries above the bar)  ",
-      h("span", { className: "key diagonal" }), " perfect calibration: win rate = confidence / 100"),
+      h("span", { className: "item" }, h("span", { className: "key bar" }),
+        "win rate of the closed entries in each confidence bin (wins / entries above the bar)"),
+      h("span", { className: "item" }, h("span", { className: "key diagonal" }),
+        "perfect calibration: win rate = confidence / 100")),
     h("p", { className: "verdict", id: "ag-verdict" }, calibration.verdict),
     h("p", { className: "muted small" }, facts.join(" · ")),
   ];

@@ -165,6 +165,7 @@ export function drawPnl(container, series) {
   const chart = new uPlot({
     width: width(), height, tzDate: utc,
     title: "Cumulative realized PnL",
+    padding: [null, 36, null, null], // room for the last time label
     scales: { x: { time: true } },
     cursor: { drag: { x: true, y: false } },
     series: [
