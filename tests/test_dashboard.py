@@ -104,8 +104,8 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def minutes_ago(minutes: float) -> str:
-    return (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
+def minutes_ago(minutes: float, base: datetime | None = None) -> str:
+    return ((base or datetime.now(UTC)) - timedelta(minutes=minutes)).isoformat()
 
 
 async def paired_trades(hub: Hub, count: int) -> list[dict[str, Any]]:
@@ -374,15 +374,16 @@ async def publish_two_agents(nc: Nats) -> int:
     """Alpha: ten round trips over ten hours, confidence rising with the PnL (-2.5 .. +6.5, 20 in
     all). Beta: a loss of 10, a win of 4, and a long of 0.5 ETH still open. Returns the trades sent."""
     sent = 0
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # each exit at :30 of its own hour
     source, strategy = ALPHA
     for i in range(10):
         start = 600 - 60 * i
         await publish_trade(nc, source=source, strategy=strategy, asset="BTC", action="BUY", price=100.0,
-                            quantity=1.0, confidence=10 + 9 * i, timestamp=minutes_ago(start),
+                            quantity=1.0, confidence=10 + 9 * i, timestamp=minutes_ago(start, hour),
                             reasoning=f"alpha entry {i}")
         await publish_trade(nc, source=source, strategy=strategy, asset="BTC", action="SELL",
                             price=100.0 + i - 2.5, quantity=1.0, confidence=50,
-                            timestamp=minutes_ago(start - 30), reasoning=f"alpha exit {i}")
+                            timestamp=minutes_ago(start - 30, hour), reasoning=f"alpha exit {i}")
         sent += 2
     source, strategy = BETA
     for minutes, action, price, quantity, confidence in (
@@ -391,7 +392,7 @@ async def publish_two_agents(nc: Nats) -> int:
         (100, "BUY", 210.0, 0.5, 60),  # still open
     ):
         await publish_trade(nc, source=source, strategy=strategy, asset="ETH", action=action, price=price,
-                            quantity=quantity, confidence=confidence, timestamp=minutes_ago(minutes),
+                            quantity=quantity, confidence=confidence, timestamp=minutes_ago(minutes, hour),
                             reasoning=f"beta {action} at {price}")
         sent += 1
     return sent
@@ -437,6 +438,12 @@ async def test_agents_view_ranks_sorts_and_explains_each_agent(browser: Browser,
     await expect(canvas).to_be_visible()
     assert await painted(canvas) > 500, "the PnL chart drew (almost) nothing"
     await expect(page.locator("#ag-positions")).to_contain_text("No open positions")
+    await expect(page.locator("#ag-pnl")).to_have_attribute("data-points", "10")  # hourly: ten exits, ten hours
+    await page.click("#ag-interval button[data-interval='1d']")
+    await expect(page.locator("#ag-interval button[data-interval='1d']")).to_have_attribute("aria-pressed", "true")
+    await expect(page.locator("#ag-pnl .uplot canvas").first).to_be_visible()
+    await page.click("#ag-interval button[data-interval='1h']")
+    await expect(page.locator("#ag-pnl")).to_have_attribute("data-points", "10")
 
     calibration = await (await hub.http.get(
         "/api/calibration", params={"source": ALPHA[0], "strategy": ALPHA[1]})).json()

@@ -22,12 +22,12 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.outcomes import LiveFill, Outcome, pair_all, pair_into
+from core.outcomes import GroupState, LiveFill, Outcome, pair_all, pair_into
 from core.subjects import persisted_subject
 from storage.sql.leases import advance, take_lease, watermark
 from storage.sql.outcome_rows import (
-    GroupKey, NewTrade, forget_outcomes, group_trades, load_group, outcomes_of, store_outcomes,
-    store_state, unpaired_trades,
+    GroupKey, NewTrade, forget_outcomes, group_trades, load_groups, outcomes_of, store_outcomes,
+    store_states, unpaired_trades,
 )
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ class OutcomeWorker:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: bool = False
     _holes: dict[int, float] = field(default_factory=dict)
+    # Group states as this instance last wrote them: valid while it holds the lease, since only
+    # the holder writes them; dropped when the lease is (re)taken or a pass fails.
+    _groups: dict[GroupKey, tuple[int, GroupState]] = field(default_factory=dict)
 
     def wake(self) -> None:
         """New trades are stored."""
@@ -68,6 +71,7 @@ class OutcomeWorker:
                 more = await self.run_pass()
             except Exception:
                 log.exception("outcome pass failed; trying again")
+                self._groups.clear()  # what it held in memory may not have been committed
                 more = False
             if not more and not self._stopping:
                 self._wake.clear()
@@ -79,7 +83,9 @@ class OutcomeWorker:
     async def run_pass(self) -> bool:
         """Pair one batch if this instance holds the lease; whether more may be waiting."""
         async with self.sessions() as session, session.begin():
-            self.holding = await take_lease(session, LEASE, self.holder, LEASE_SECONDS)
+            held, self.holding = self.holding, await take_lease(session, LEASE, self.holder, LEASE_SECONDS)
+            if not (held and self.holding):
+                self._groups.clear()  # another instance may have written them meanwhile
             if not self.holding:
                 return False
             mark = await watermark(session, LEASE)
@@ -93,34 +99,44 @@ class OutcomeWorker:
         return len(new) == self.batch
 
     async def _pair(self, session: AsyncSession, new: Sequence[NewTrade]) -> list[tuple[str, bytes]]:
-        by_group: dict[GroupKey, list[NewTrade]] = defaultdict(list)
+        by_group: dict[GroupKey, list[LiveFill]] = defaultdict(list)
         for trade in new:
-            by_group[trade.group].append(trade)
-        announcements = []
-        for key, trades in by_group.items():
-            changed = await self._pair_group(session, key, [t.fill for t in trades])
-            announcements += [_announcement(key, o) for o in changed]
+            by_group[trade.group].append(trade.fill)
+        missing = set(by_group) - self._groups.keys()
+        if missing:
+            self._groups.update(await load_groups(session, missing))
+        inserted: list[tuple[int, Outcome]] = []
+        updated: list[Outcome] = []
+        states, announcements = [], []
+        for key, fills in by_group.items():
+            group_id, state = self._groups[key]
+            fills.sort(key=lambda f: f.key)
+            if state.last_key is None or fills[0].key > state.last_key:
+                outcomes = pair_into(state, fills)
+                new_ids = {f.trade_id for f in fills}
+                inserted += [(group_id, o) for o in outcomes if o.trade_id in new_ids]
+                updated += [o for o in outcomes if o.trade_id not in new_ids]
+            else:
+                state, outcomes = await self._pair_again(session, group_id, key, fills)
+                self._groups[key] = (group_id, state)
+            states.append((group_id, state))
+            announcements += [_announcement(key, o) for o in outcomes]
+        await store_outcomes(session, inserted, updated)
+        await store_states(session, states)
         return announcements
 
-    async def _pair_group(self, session: AsyncSession, key: GroupKey, fills: list[LiveFill]) -> list[Outcome]:
-        fills.sort(key=lambda f: f.key)
-        row, state = await load_group(session, key)
-        new_ids = {f.trade_id for f in fills}
-        if state.last_key is None or fills[0].key > state.last_key:
-            outcomes = pair_into(state, fills)
-            await store_outcomes(session, row.id, [o for o in outcomes if o.trade_id in new_ids],
-                                 [o for o in outcomes if o.trade_id not in new_ids])
-        else:  # a late trade: the group is paired again from its first trade
-            started, earlier = time.perf_counter(), await group_trades(session, row.id)
-            before = await outcomes_of(session, [f.trade_id for f in earlier])
-            await forget_outcomes(session, row.id)
-            state, outcomes = pair_all([*earlier, *fills])
-            await store_outcomes(session, row.id, outcomes, [])
-            outcomes = [o for o in outcomes if _shown(before.get(o.trade_id)) != _shown(o)]
-            log.info("late trade: re-paired %d trades of %s in %.3f s", len(earlier) + len(fills),
-                     key, time.perf_counter() - started)
-        store_state(row, state)
-        return outcomes
+    async def _pair_again(self, session: AsyncSession, group_id: int, key: GroupKey,
+                          fills: list[LiveFill]) -> tuple[GroupState, list[Outcome]]:
+        """A late trade: the group is paired again from its first trade; the outcomes that
+        changed are returned (those stored already)."""
+        started, earlier = time.perf_counter(), await group_trades(session, group_id)
+        before = await outcomes_of(session, [f.trade_id for f in earlier])
+        await forget_outcomes(session, group_id)
+        state, outcomes = pair_all([*earlier, *fills])
+        await store_outcomes(session, [(group_id, o) for o in outcomes], [])
+        log.info("late trade: re-paired %d trades of %s in %.3f s", len(outcomes), key,
+                 time.perf_counter() - started)
+        return state, [o for o in outcomes if _shown(before.get(o.trade_id)) != _shown(o)]
 
     def _safe_mark(self, mark: int, ids: Sequence[int]) -> int:
         """The highest id up to which every id is paired or a hole older than GAP_WAIT."""

@@ -51,7 +51,7 @@ from nats.errors import TimeoutError as FetchTimeout
 from nats.js import JetStreamContext
 
 from bus.streams import ensure_consumer
-from tests.bench.common import quiet_hub, wait_for_rows
+from tests.bench.common import cpu_seconds, quiet_hub, wait_for_rows
 from tests.support.nats_server import NatsServer
 from tests.support.postgres import PG_ENV, fresh_database
 from tests.support.processes import REPO, program
@@ -60,13 +60,35 @@ DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
 @dataclass
+class Window:
+    """One consumer's catch-up: seconds, and the CPU seconds of the consumer and of nats-server."""
+
+    seconds: float
+    cpu: float
+    nats_cpu: float
+
+    def line(self, name: str, trades: int) -> str:
+        return (f"  {name + ':':<6} {trades:>7} trades in {self.seconds:6.2f} s = {trades / self.seconds:>8,.0f} "
+                f"trades/s; CPU {self.cpu / trades * 1e6:5.1f} µs/trade, nats-server "
+                f"{self.nats_cpu / trades * 1e6:5.1f} µs/trade")
+
+
+@dataclass
 class Run:
-    """One run's figures: seconds to catch up on the same backlog."""
+    """One run's figures: the two catch-ups on the same backlog."""
 
     trades: int
     published: float
-    hub: float
-    bare: float
+    hub_window: Window
+    bare_window: Window
+
+    @property
+    def hub(self) -> float:
+        return self.hub_window.seconds
+
+    @property
+    def bare(self) -> float:
+        return self.bare_window.seconds
 
     @property
     def hub_rate(self) -> float:
@@ -100,21 +122,23 @@ async def publish_backlog(nats_url: str, total: int) -> float:
     return time.perf_counter() - started
 
 
-async def hub_catch_up(js: JetStreamContext, database_url: str, total: int) -> float:
-    """Resume the paused hub; seconds until its TOTALth row is committed."""
+async def hub_catch_up(js: JetStreamContext, parties: Parties, database_url: str, total: int) -> Window:
+    """Resume the paused hub; the window until its TOTALth row is committed."""
+    hub_cpu, nats_cpu = cpu_seconds(parties.hub), cpu_seconds(parties.nats)
     started = time.perf_counter()
     await js.resume_consumer("HUB", "trades")
     done = await asyncio.to_thread(wait_for_rows, database_url, total)
-    return done - started
+    return Window(done - started, cpu_seconds(parties.hub) - hub_cpu, cpu_seconds(parties.nats) - nats_cpu)
 
 
-async def bare_catch_up(nats_url: str, total: int) -> float:
-    """A bare nats-py consumer: fetch(1000), ack each, nothing else; seconds to ack TOTAL."""
+async def bare_catch_up(nats_url: str, parties: Parties, total: int) -> Window:
+    """A bare nats-py consumer: fetch(1000), ack each, nothing else; the window to ack TOTAL."""
     nc = await nats.connect(nats_url, name="bare")
     js = nc.jetstream()
     await ensure_consumer(js, "HUB", "bare", "trades.>")
     subscription = await js.pull_subscribe_bind("bare", "HUB")
     done = 0
+    own_cpu, nats_cpu = time.process_time(), cpu_seconds(parties.nats)
     started = time.perf_counter()
     while done < total:
         try:
@@ -125,15 +149,23 @@ async def bare_catch_up(nats_url: str, total: int) -> float:
             await msg.ack()
         done += len(batch)
     await nc.flush()  # every ack has reached the server
-    elapsed = time.perf_counter() - started
+    window = Window(time.perf_counter() - started, time.process_time() - own_cpu, cpu_seconds(parties.nats) - nats_cpu)
     info = await js.consumer_info("HUB", "bare")
     if info.num_pending or info.delivered.stream_seq != total:
         raise RuntimeError(f"the bare consumer saw {info.delivered.stream_seq} of {total}")
     await nc.close()
-    return elapsed
+    return window
 
 
-async def catch_up(nats_url: str, database_url: str, total: int, hub_first: bool) -> Run:
+@dataclass
+class Parties:
+    """The pids whose CPU a window counts."""
+
+    hub: int
+    nats: int
+
+
+async def catch_up(nats_url: str, parties: Parties, database_url: str, total: int, hub_first: bool) -> Run:
     """Pause the hub, publish the backlog, then let the hub and the bare consumer catch up."""
     nc = await nats.connect(nats_url, name="bench")
     js = nc.jetstream()
@@ -143,11 +175,11 @@ async def catch_up(nats_url: str, database_url: str, total: int, hub_first: bool
     if stored != total:
         raise RuntimeError(f"the stream holds {stored} messages, not {total}")
     if hub_first:
-        hub = await hub_catch_up(js, database_url, total)
-        bare = await bare_catch_up(nats_url, total)
+        hub = await hub_catch_up(js, parties, database_url, total)
+        bare = await bare_catch_up(nats_url, parties, total)
     else:
-        bare = await bare_catch_up(nats_url, total)
-        hub = await hub_catch_up(js, database_url, total)
+        bare = await bare_catch_up(nats_url, parties, total)
+        hub = await hub_catch_up(js, parties, database_url, total)
     await nc.close()
     return Run(total, published, hub, bare)
 
@@ -197,7 +229,8 @@ def run_once(index: int, total: int, naive_total: int, base_url: str | None) -> 
         hub_url = stack.enter_context(database(scratch, "hub", base_url))
         hub = quiet_hub(scratch / "hub", HUB_NATS_URL=server.url, HUB_DATABASE_URL=hub_url)
         try:
-            run = uvloop.run(catch_up(server.url, hub_url, total, hub_first=index % 2 == 0))
+            parties = Parties(hub.process.pid, server.pid)
+            run = uvloop.run(catch_up(server.url, parties, hub_url, total, hub_first=index % 2 == 0))
         finally:
             hub.stop()
         naive = None
@@ -227,8 +260,7 @@ def main() -> None:
         runs.append(run)
         order = "hub, then bare" if index % 2 == 0 else "bare, then hub"
         print(f"run {index + 1} ({order}; the publisher stored the backlog in {run.published:.2f} s):\n"
-              f"  hub:   {run.trades:>7} trades in {run.hub:6.2f} s = {run.hub_rate:>8,.0f} trades/s\n"
-              f"  bare:  {run.trades:>7} trades in {run.bare:6.2f} s = {run.bare_rate:>8,.0f} trades/s\n"
+              f"{run.hub_window.line('hub', run.trades)}\n{run.bare_window.line('bare', run.trades)}\n"
               f"  ratio hub / bare: {run.ratio:.2f}", flush=True)
         if naive is not None:
             count = min(args.naive_trades, args.trades)

@@ -42,7 +42,7 @@ async def run(http_url: str, nats_url: str, args: argparse.Namespace) -> list[fl
         sockets = [await session.ws_connect(f"{http_url}/ws") for _ in range(args.measuring)]
         await asyncio.sleep(0.5)
         publisher = await asyncio.create_subprocess_exec(
-            *program("publish_trades", nats_url, str(args.trades), "--rate", str(args.rate)), cwd=REPO)
+            *program("publish_trades", nats_url, str(args.trades), "--rate", str(args.rate), "--stamp"), cwd=REPO)
         await asyncio.wait_for(asyncio.gather(*(measure(ws, args.trades, latencies) for ws in sockets)),
                                args.trades / args.rate + 60)
         await publisher.wait()

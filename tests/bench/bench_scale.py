@@ -30,7 +30,6 @@ stage (decode + validate, INSERT, commit, acks, announcements, NATS receive, ...
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import resource
 import signal

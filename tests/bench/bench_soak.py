@@ -199,7 +199,8 @@ async def run(hub: HubProcess, args: argparse.Namespace) -> tuple[Soak, dict[str
         started = time.monotonic()
         until = started + args.seconds + 60
         publisher = await asyncio.create_subprocess_exec(
-            *program("publish_trades", hub.nats_url, str(total), "--rate", str(args.rate), "--prefix", "soak"),
+            *program("publish_trades", hub.nats_url, str(total), "--rate", str(args.rate), "--prefix", "soak",
+                    "--stamp"),
             cwd=REPO)
         background = [asyncio.create_task(sample_rss(soak, hub.process.pid, started + args.seconds + 2)),
                       asyncio.create_task(search_every_second(session, hub.http_url, soak, started + args.seconds))]

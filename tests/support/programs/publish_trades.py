@@ -1,13 +1,14 @@
 """A bot that publishes N trades as fast as it can (or at --rate per second).
 
     python -m tests.support.programs.publish_trades NATS_URL N [--first F] [--rate R] [--prefix P]
-                                                    [--assets BTC,ETH]
+                                                    [--assets BTC,ETH] [--stamp]
 
 Publishes are acknowledged by the stream (JetStream publish_async, a window of pending acks):
 core NATS publishes into a stream are fire-and-forget, and the server may shed them under load.
 It exits once the stream has acknowledged every trade. The trades are PREFIX-F … PREFIX-(F+N-1),
-each also the trade's Nats-Msg-Id, and each carries its send time (ns) in its strategy field,
-for latency measurements.
+each also the trade's Nats-Msg-Id, all of one bot and one strategy ("bench"). With --stamp each
+carries its send time (ns) in its strategy field instead, for latency measurements: every trade
+is then a (source, strategy, asset) group of its own for the hub's outcome pairing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import orjson
 from nats.js.api import PubAck
 
 
-async def publish(url: str, total: int, first: int, rate: float, prefix: str, assets: list[str]) -> None:
+async def publish(url: str, total: int, first: int, rate: float, prefix: str, assets: list[str],
+                  stamp: bool) -> None:
     nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
     js = nc.jetstream(publish_async_max_pending=4000)
     acks: list[asyncio.Future[PubAck]] = []
@@ -36,9 +38,10 @@ async def publish(url: str, total: int, first: int, rate: float, prefix: str, as
         asset = assets[i % len(assets)]
         event_id = f"{prefix}-{i}"
         body = {"event_id": event_id, "timestamp": "2024-05-01T12:00:00Z", "asset": asset,
-                "action": "BUY" if i % 2 else "SELL", "price": 40000.0 + i % 1000, "quantity": 0.25,
+                "action": "SELL" if i // len(assets) % 2 else "BUY", "price": 40000.0 + i % 1000, "quantity": 0.25,
                 "reasoning": "RSI(14) crossed back above 30 with rising volume; trend filter positive",
-                "confidence": i % 101, "source": "bench-bot", "strategy": str(time.time_ns())}
+                "confidence": i % 101, "source": "bench-bot",
+                "strategy": str(time.time_ns()) if stamp else "bench"}
         acks.append(await js.publish_async(f"trades.{asset}", orjson.dumps(body),
                                            headers={"Nats-Msg-Id": event_id}))
         if len(acks) >= 8000:
@@ -60,8 +63,10 @@ def main() -> None:
     cli.add_argument("--rate", type=float, default=0.0)
     cli.add_argument("--prefix", default="bench")
     cli.add_argument("--assets", default="BTC,ETH,SOL,ADA")
+    cli.add_argument("--stamp", action="store_true", help="the send time (ns) as each trade's strategy")
     args = cli.parse_args()
-    asyncio.run(publish(args.url, args.total, args.first, args.rate, args.prefix, args.assets.split(",")))
+    asyncio.run(publish(args.url, args.total, args.first, args.rate, args.prefix, args.assets.split(","),
+                        args.stamp))
 
 
 if __name__ == "__main__":
