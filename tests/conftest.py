@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -69,6 +70,15 @@ def pg_url(postgres_url: str) -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite file, for tests that need only one backend."""
     return f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port something else listens on, like the machine's own NATS on 4222."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
 
 
 @pytest.fixture

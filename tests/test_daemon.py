@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +17,6 @@ from core.daemon_state import pid_alive
 from tests.support.hub_process import HubProcess, hub_env
 from tests.support.processes import REPO, main_py, run_program
 from tests.support.waiting import wait_until
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    """A port something else listens on, like the machine's own NATS on 4222."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        yield taken.getsockname()[1]
 
 
 @pytest.fixture

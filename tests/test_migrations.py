@@ -7,13 +7,14 @@ import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Connection, MetaData, Table, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.errors import HubError
@@ -72,11 +73,21 @@ async def _indexes(engine: AsyncEngine, table: str) -> set[str]:
     return {str(index["name"]) for index in found}
 
 
-async def _rows(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
+async def _rows(engine: AsyncEngine, like: dict[str, list[dict[str, Any]]] | None = None
+                ) -> dict[str, list[dict[str, Any]]]:
+    """Every row of TABLES, in the columns the database has (or those of LIKE's rows)."""
+    def read(sync: Connection) -> dict[str, list[dict[str, Any]]]:
+        found = {}
+        for model in TABLES:
+            table = Table(model.__tablename__, MetaData(), autoload_with=sync)
+            rows = [dict(row) for row in sync.execute(select(table).order_by(*table.primary_key)).mappings()]
+            if like is not None and like[model.__tablename__]:
+                rows = [{k: row[k] for k in like[model.__tablename__][0]} for row in rows]
+            found[model.__tablename__] = rows
+        return found
+
     async with engine.connect() as connection:
-        return {model.__tablename__: [dict(row) for row in (await connection.execute(
-            select(model.__table__).order_by(*model.__table__.primary_key))).mappings()]
-            for model in TABLES}
+        return await connection.run_sync(read)
 
 
 async def test_the_migrations_build_exactly_the_models_schema(engine: AsyncEngine) -> None:
@@ -98,10 +109,10 @@ async def test_downgrade_to_base_and_up_again(engine: AsyncEngine) -> None:
 
 
 @pytest.fixture
-def scripts_without_0002(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A copy of the migration scripts as they were before 0002, in use instead of the real ones."""
+def scripts_without_0003(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A copy of the migration scripts as they were before 0003, in use instead of the real ones."""
     scripts = tmp_path / "migrations"
-    shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__", "0002_*"))
+    shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__", "0003_*"))
     monkeypatch.setattr(migrate, "MIGRATIONS", scripts)
     migrate.head.cache_clear()
     yield scripts
@@ -109,19 +120,20 @@ def scripts_without_0002(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 
 async def test_db_revision_writes_the_migration_the_models_need(
-    engine: AsyncEngine, scripts_without_0002: Path
+    engine: AsyncEngine, scripts_without_0003: Path
 ) -> None:
-    written = await migrate.new_revision(engine, "trade filter indexes")
-    assert written == scripts_without_0002 / "versions" / "0002_trade_filter_indexes.py"
+    written = await migrate.new_revision(engine, "live outcomes")
+    assert written == scripts_without_0003 / "versions" / "0003_live_outcomes.py"
     script = written.read_text()
-    assert "down_revision = '0001'" in script
-    assert script.count("op.create_index(") == 2 and script.count("op.drop_index(") == 2
+    assert "down_revision = '0002'" in script
+    assert script.count("op.create_table(") == 3 and script.count("op.drop_table(") == 3
+    assert "sa.Column('fee'" in script and "'fee')" in script.split("def downgrade")[1]
     await migrate.upgrade(engine)  # the new script, run: the schema is the models' again
-    assert await migrate.current(engine) == "0002"
+    assert await migrate.current(engine) == "0003"
     async with engine.connect() as connection:
         assert await connection.run_sync(_differences) == []
-    await migrate.downgrade(engine, "0001")
-    assert "ix_trades_strategy_time" not in await _indexes(engine, "trades")
+    await migrate.downgrade(engine, "0002")
+    assert "trade_outcomes" not in await _tables(engine)
 
 
 async def _legacy_database_with_data(engine: AsyncEngine, logs: Path) -> None:
@@ -129,11 +141,13 @@ async def _legacy_database_with_data(engine: AsyncEngine, logs: Path) -> None:
     await migrate.upgrade(engine, migrate.BASELINE)
     async with engine.begin() as connection:
         await connection.execute(text("DROP TABLE alembic_version"))
-    async with async_sessions(engine)() as session, session.begin():
-        events = [TradeExecuted.model_validate(trade(strategy=f"s{i % 3}",
-                                                     reasoning=f"<b>why</b> '{i}'; DROP TABLE trades"))
-                  for i in range(50)]
-        await insert_trades(session, events)
+    async with engine.begin() as connection:  # the baseline's columns: no fee yet
+        await connection.execute(text(
+            "INSERT INTO trades (event_id, timestamp, asset, action, price, quantity, reasoning, "
+            "confidence, source, strategy) VALUES (:event_id, :timestamp, :asset, :action, :price, "
+            ":quantity, :reasoning, :confidence, :source, :strategy)"),
+            [{**trade(strategy=f"s{i % 3}", reasoning=f"<b>why</b> '{i}'; DROP TABLE trades"),
+              "timestamp": datetime(2024, 5, 1, 12, i)} for i in range(50)])
     event = BacktestCompleted.model_validate(backtest("bt-old"))
     assert await persist_backtest(async_sessions(engine), logs, event) is not None
 
@@ -156,7 +170,7 @@ async def test_an_old_database_with_data_is_upgraded_by_the_cli(
     assert "taking it as revision 0001" in done.stderr  # the log line
 
     assert await migrate.current(engine) == migrate.head()
-    assert await _rows(engine) == before  # every row as it was, byte for byte
+    assert await _rows(engine, like=before) == before  # every row as it was, byte for byte
     assert {"ix_trades_strategy_time", "ix_trades_source_time"} <= await _indexes(engine, "trades")
     async with engine.connect() as connection:
         assert await connection.run_sync(_differences) == []

@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.outcomes import GroupState, LiveFill, Outcome, pair_all, pair_into
 from core.subjects import persisted_subject
-from storage.sql.leases import advance, take_lease, watermark
+from storage.sql.leases import acquire, advance, renew, watermark
 from storage.sql.outcome_rows import (
-    GroupKey, NewTrade, forget_outcomes, group_trades, load_groups, outcomes_of, store_outcomes,
-    store_states, unpaired_trades,
+    GroupKey, NewTrade, create_groups, forget_outcomes, group_trades, load_groups, outcomes_of,
+    store_outcomes, store_states, unpaired_trades,
 )
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,21 @@ LEASE = "outcomes"
 LEASE_SECONDS = 15.0
 GAP_WAIT = 10.0  # an id still missing after this is a sequence hole, not a commit in flight
 Publish = Callable[[str, bytes], Coroutine[Any, Any, None]]
+
+
+class LeaseLost(Exception):
+    """Another instance took the lease while this one paired: its results must not be written."""
+
+
+@dataclass
+class Plan:
+    """One pass's results, computed before its write transaction begins."""
+
+    inserted: list[tuple[GroupKey, Outcome]] = field(default_factory=list)
+    updated: list[Outcome] = field(default_factory=list)
+    states: list[GroupKey] = field(default_factory=list)
+    forgotten: list[int] = field(default_factory=list)  # re-paired groups' old outcomes
+    announcements: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -53,7 +68,8 @@ class OutcomeWorker:
     _holes: dict[int, float] = field(default_factory=dict)
     # Group states as this instance last wrote them: valid while it holds the lease, since only
     # the holder writes them; dropped when the lease is (re)taken or a pass fails.
-    _groups: dict[GroupKey, tuple[int, GroupState]] = field(default_factory=dict)
+    _groups: dict[GroupKey, tuple[int | None, GroupState]] = field(default_factory=dict)
+    _generation: int | None = None
 
     def wake(self) -> None:
         """New trades are stored."""
@@ -81,62 +97,80 @@ class OutcomeWorker:
                     pass
 
     async def run_pass(self) -> bool:
-        """Pair one batch if this instance holds the lease; whether more may be waiting."""
+        """Pair one batch if this instance holds the lease; whether more may be waiting.
+
+        Reading and pairing happen outside any write transaction; the results are written in
+        one short one, fenced by the lease, so the ingest path's commits barely wait."""
         async with self.sessions() as session, session.begin():
-            held, self.holding = self.holding, await take_lease(session, LEASE, self.holder, LEASE_SECONDS)
-            if not (held and self.holding):
-                self._groups.clear()  # another instance may have written them meanwhile
-            if not self.holding:
-                return False
+            generation = await acquire(session, LEASE, self.holder, LEASE_SECONDS)
+        self.holding = generation is not None
+        if generation != self._generation:
+            self._groups.clear()  # another instance may have written them meanwhile
+            self._generation = generation
+        if generation is None:
+            return False
+        async with self.sessions() as session:
             mark = await watermark(session, LEASE)
             new = await unpaired_trades(session, mark, self.batch)
-            announcements = await self._pair(session, new) if new else []
-            self.checkpoint = self._safe_mark(mark, [t.fill.trade_id for t in new])
-            await advance(session, LEASE, self.checkpoint)
-        self.paired += len(new)
-        for subject, payload in announcements:
+            plan = await self._plan(session, new)
+        checkpoint = self._safe_mark(mark, [t.fill.trade_id for t in new])
+        async with self.sessions() as session, session.begin():
+            if not await renew(session, LEASE, self.holder, generation, LEASE_SECONDS):
+                raise LeaseLost(f"lost the {LEASE} lease during a pass; its results are dropped")
+            await self._write(session, plan)
+            await advance(session, LEASE, checkpoint)
+        self.checkpoint, self.paired = checkpoint, self.paired + len(new)
+        for subject, payload in plan.announcements:
             await self.publish(subject, payload)
         return len(new) == self.batch
 
-    async def _pair(self, session: AsyncSession, new: Sequence[NewTrade]) -> list[tuple[str, bytes]]:
+    async def _plan(self, session: AsyncSession, new: Sequence[NewTrade]) -> Plan:
+        """Pair NEW into the groups' states (in memory); what to write and to announce."""
         by_group: dict[GroupKey, list[LiveFill]] = defaultdict(list)
         for trade in new:
             by_group[trade.group].append(trade.fill)
-        missing = set(by_group) - self._groups.keys()
-        if missing:
+        if missing := set(by_group) - self._groups.keys():
             self._groups.update(await load_groups(session, missing))
-        inserted: list[tuple[int, Outcome]] = []
-        updated: list[Outcome] = []
-        states, announcements = [], []
+        plan = Plan()
         for key, fills in by_group.items():
             group_id, state = self._groups[key]
             fills.sort(key=lambda f: f.key)
             if state.last_key is None or fills[0].key > state.last_key:
                 outcomes = pair_into(state, fills)
                 new_ids = {f.trade_id for f in fills}
-                inserted += [(group_id, o) for o in outcomes if o.trade_id in new_ids]
-                updated += [o for o in outcomes if o.trade_id not in new_ids]
+                plan.inserted += [(key, o) for o in outcomes if o.trade_id in new_ids]
+                plan.updated += [o for o in outcomes if o.trade_id not in new_ids]
             else:
-                state, outcomes = await self._pair_again(session, group_id, key, fills)
+                assert group_id is not None  # a group with a last trade is stored
+                state, outcomes = await self._pair_again(session, group_id, key, fills, plan)
                 self._groups[key] = (group_id, state)
-            states.append((group_id, state))
-            announcements += [_announcement(key, o) for o in outcomes]
-        await store_outcomes(session, inserted, updated)
-        await store_states(session, states)
-        return announcements
+            plan.states.append(key)
+            plan.announcements += [_announcement(key, o) for o in outcomes]
+        return plan
 
     async def _pair_again(self, session: AsyncSession, group_id: int, key: GroupKey,
-                          fills: list[LiveFill]) -> tuple[GroupState, list[Outcome]]:
-        """A late trade: the group is paired again from its first trade; the outcomes that
-        changed are returned (those stored already)."""
+                          fills: list[LiveFill], plan: Plan) -> tuple[GroupState, list[Outcome]]:
+        """A late trade: the group is paired again from its first trade. Every outcome is
+        rewritten; the ones that changed are returned to be announced."""
         started, earlier = time.perf_counter(), await group_trades(session, group_id)
         before = await outcomes_of(session, [f.trade_id for f in earlier])
-        await forget_outcomes(session, group_id)
         state, outcomes = pair_all([*earlier, *fills])
-        await store_outcomes(session, [(group_id, o) for o in outcomes], [])
+        plan.forgotten.append(group_id)
+        plan.inserted += [(key, o) for o in outcomes]
         log.info("late trade: re-paired %d trades of %s in %.3f s", len(outcomes), key,
                  time.perf_counter() - started)
         return state, [o for o in outcomes if _shown(before.get(o.trade_id)) != _shown(o)]
+
+    async def _write(self, session: AsyncSession, plan: Plan) -> None:
+        """The plan's rows, in a few bulk statements."""
+        created = await create_groups(session, [k for k in plan.states if self._groups[k][0] is None])
+        for key, group_id in created.items():
+            self._groups[key] = (group_id, self._groups[key][1])
+        ids = {key: self._groups[key][0] or 0 for key in plan.states}  # every one is stored now
+        for group_id in plan.forgotten:
+            await forget_outcomes(session, group_id)
+        await store_outcomes(session, [(ids[k], o) for k, o in plan.inserted], plan.updated)
+        await store_states(session, [(ids[k], self._groups[k][1]) for k in plan.states])
 
     def _safe_mark(self, mark: int, ids: Sequence[int]) -> int:
         """The highest id up to which every id is paired or a hole older than GAP_WAIT."""

@@ -186,3 +186,4 @@ class WorkerLease(Base):
     holder: Mapped[str | None] = mapped_column(String(128))
     expires_at: Mapped[float] = mapped_column(Float, default=0.0, doc="epoch seconds")
     watermark: Mapped[int] = mapped_column(BigInteger, default=0, doc="every id up to it is done")
+    generation: Mapped[int] = mapped_column(Integer, default=0, doc="+1 whenever the holder changes")

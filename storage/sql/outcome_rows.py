@@ -18,6 +18,7 @@ from core.trade_metrics import PnlSums
 from storage.sql.models import OutcomeGroup, Trade, TradeOutcome
 
 GroupKey = tuple[str | None, str | None, str]  # (source, strategy, asset)
+_GROUPS, _OUTCOMES = cast(Table, OutcomeGroup.__table__), cast(Table, TradeOutcome.__table__)
 
 
 @dataclass(frozen=True)
@@ -58,21 +59,31 @@ async def group_trades(session: AsyncSession, group_id: int) -> list[LiveFill]:
     return [_fill(row) for row in rows]
 
 
-async def load_groups(session: AsyncSession, keys: set[GroupKey]) -> dict[GroupKey, tuple[int, GroupState]]:
-    """Each group's row (made when new) and state: book, last key, sums, open entries; in
-    three statements whatever the number of groups."""
+async def load_groups(
+    session: AsyncSession, keys: set[GroupKey]
+) -> dict[GroupKey, tuple[int | None, GroupState]]:
+    """Each group's id (None: not stored yet) and state: book, last key, sums, open entries;
+    in two statements whatever the number of groups."""
     texts = {group_key_text(key): key for key in keys}
     rows = {texts[r.key]: r for r in await session.scalars(
         select(OutcomeGroup).where(OutcomeGroup.key.in_(texts)))}
-    for key in keys - rows.keys():
-        rows[key] = OutcomeGroup(key=group_key_text(key), source=key[0], strategy=key[1],
-                                 asset=key[2], lots=[], side=0, exits=0, wins=0, losses=0,
-                                 win_total=0.0, loss_total=0.0, fees=0.0)
-        session.add(rows[key])
-    await session.flush()  # the new rows get their ids
     origins = {int(lot[0]) for row in rows.values() for lot in row.lots}
     entries = await _outcomes(session, origins)
-    return {key: (row.id, _state(row, entries)) for key, row in rows.items()}
+    found: dict[GroupKey, tuple[int | None, GroupState]] = {
+        key: (row.id, _state(row, entries)) for key, row in rows.items()}
+    return {key: found.get(key, (None, GroupState())) for key in keys}
+
+
+async def create_groups(session: AsyncSession, keys: Sequence[GroupKey]) -> dict[GroupKey, int]:
+    """Store new groups (empty); their ids."""
+    if not keys:
+        return {}
+    rows: list[dict[str, Any]] = [{"key": group_key_text(k), "source": k[0], "strategy": k[1], "asset": k[2],
+             "lots": [], "side": 0, "exits": 0, "wins": 0, "losses": 0, "win_total": 0.0,
+             "loss_total": 0.0, "fees": 0.0} for k in keys]
+    made = await session.execute(insert(_GROUPS).returning(_GROUPS.c.id, _GROUPS.c.key), rows)
+    ids = {key: group_id for group_id, key in made}
+    return {k: ids[group_key_text(k)] for k in keys}
 
 
 def _state(row: OutcomeGroup, entries: dict[int, Outcome]) -> GroupState:
@@ -97,7 +108,6 @@ async def forget_outcomes(session: AsyncSession, group_id: int) -> None:
     await session.execute(delete(TradeOutcome).where(TradeOutcome.group_id == group_id))
 
 
-_GROUPS, _OUTCOMES = cast(Table, OutcomeGroup.__table__), cast(Table, TradeOutcome.__table__)
 
 
 async def store_states(session: AsyncSession, states: Sequence[tuple[int, GroupState]]) -> None:

@@ -20,7 +20,13 @@ consumers below catch up on the same N stored messages of the same server:
         server. Nothing is decoded, nothing stored: the rate nats-py itself allows.
 
 The hub process is up and idle (paused) while the bare consumer runs; the order alternates
-from run to run (run 1: the hub first). ratio = hub rate / bare rate.
+from run to run (run 1: the hub first). ratio = hub rate / bare rate. Each window also reports
+the CPU time per trade of the consumer (the hub's whole process, its background workers and
+SQLite thread included; the bare consumer's process) and of nats-server, and how busy the
+machine's cores were meanwhile: the machine is shared, and a busy one lowers both rates.
+
+The trades are one bot's, of one strategy, over 4 assets, each asset's trades alternating BUY
+and SELL (see the publisher): what a bot that trades in and out of positions sends.
 
 Then, with the hub stopped, the naive pipeline (fetch(100); validate, add, commit and ack per
 message: what everyone writes first) reads the first --naive-trades messages of the same stream
@@ -41,7 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,26 +57,53 @@ from nats.errors import TimeoutError as FetchTimeout
 from nats.js import JetStreamContext
 
 from bus.streams import ensure_consumer
-from tests.bench.common import cpu_seconds, quiet_hub, wait_for_rows
+from tests.bench.common import (
+    add_database_options, cpu_seconds, database_server, machine_busy, quiet_hub, wait_for_rows,
+)
 from tests.support.nats_server import NatsServer
-from tests.support.postgres import PG_ENV, fresh_database
+from tests.support.postgres import fresh_database
 from tests.support.processes import REPO, program
 
-DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+@dataclass
+class Parties:
+    """The pids whose CPU a window counts."""
+
+    hub: int
+    nats: int
+
+
+class Clock:
+    """CPU seconds of one consumer and of nats-server, and the machine's busy share, from now on."""
+
+    def __init__(self, parties: Parties, consumer: Callable[[], float]) -> None:
+        self.parties, self.consumer = parties, consumer
+        self.cpu, self.nats_cpu = consumer(), cpu_seconds(parties.nats)
+        self.busy, self.total = machine_busy()
+        self.started = time.perf_counter()
+
+    def stop(self, at: float | None = None) -> Window:
+        """The window from the start to AT (perf_counter; default now)."""
+        seconds = (at or time.perf_counter()) - self.started
+        busy, total = machine_busy()
+        return Window(seconds, self.consumer() - self.cpu, cpu_seconds(self.parties.nats) - self.nats_cpu,
+                      (busy - self.busy) / max(total - self.total, 1e-9))
 
 
 @dataclass
 class Window:
-    """One consumer's catch-up: seconds, and the CPU seconds of the consumer and of nats-server."""
+    """One consumer's catch-up: seconds; CPU seconds of the consumer and of nats-server; the
+    share of all the machine's cores busy meanwhile (anyone's work: the machine is shared)."""
 
     seconds: float
     cpu: float
     nats_cpu: float
+    busy: float
 
     def line(self, name: str, trades: int) -> str:
         return (f"  {name + ':':<6} {trades:>7} trades in {self.seconds:6.2f} s = {trades / self.seconds:>8,.0f} "
                 f"trades/s; CPU {self.cpu / trades * 1e6:5.1f} µs/trade, nats-server "
-                f"{self.nats_cpu / trades * 1e6:5.1f} µs/trade")
+                f"{self.nats_cpu / trades * 1e6:5.1f} µs/trade; machine {self.busy:4.0%} busy")
 
 
 @dataclass
@@ -124,11 +157,9 @@ async def publish_backlog(nats_url: str, total: int) -> float:
 
 async def hub_catch_up(js: JetStreamContext, parties: Parties, database_url: str, total: int) -> Window:
     """Resume the paused hub; the window until its TOTALth row is committed."""
-    hub_cpu, nats_cpu = cpu_seconds(parties.hub), cpu_seconds(parties.nats)
-    started = time.perf_counter()
+    clock = Clock(parties, lambda: cpu_seconds(parties.hub))
     await js.resume_consumer("HUB", "trades")
-    done = await asyncio.to_thread(wait_for_rows, database_url, total)
-    return Window(done - started, cpu_seconds(parties.hub) - hub_cpu, cpu_seconds(parties.nats) - nats_cpu)
+    return clock.stop(await asyncio.to_thread(wait_for_rows, database_url, total))
 
 
 async def bare_catch_up(nats_url: str, parties: Parties, total: int) -> Window:
@@ -138,8 +169,7 @@ async def bare_catch_up(nats_url: str, parties: Parties, total: int) -> Window:
     await ensure_consumer(js, "HUB", "bare", "trades.>")
     subscription = await js.pull_subscribe_bind("bare", "HUB")
     done = 0
-    own_cpu, nats_cpu = time.process_time(), cpu_seconds(parties.nats)
-    started = time.perf_counter()
+    clock = Clock(parties, time.process_time)
     while done < total:
         try:
             batch = await subscription.fetch(1000, timeout=5)
@@ -149,20 +179,12 @@ async def bare_catch_up(nats_url: str, parties: Parties, total: int) -> Window:
             await msg.ack()
         done += len(batch)
     await nc.flush()  # every ack has reached the server
-    window = Window(time.perf_counter() - started, time.process_time() - own_cpu, cpu_seconds(parties.nats) - nats_cpu)
+    window = clock.stop()
     info = await js.consumer_info("HUB", "bare")
     if info.num_pending or info.delivered.stream_seq != total:
         raise RuntimeError(f"the bare consumer saw {info.delivered.stream_seq} of {total}")
     await nc.close()
     return window
-
-
-@dataclass
-class Parties:
-    """The pids whose CPU a window counts."""
-
-    hub: int
-    nats: int
 
 
 async def catch_up(nats_url: str, parties: Parties, database_url: str, total: int, hub_first: bool) -> Run:
@@ -245,16 +267,12 @@ def main() -> None:
     cli.add_argument("--trades", type=int, default=200_000)
     cli.add_argument("--naive-trades", type=int, default=10_000, help="0: no naive pipeline")
     cli.add_argument("--runs", type=int, default=1)
-    backend = cli.add_mutually_exclusive_group()
-    backend.add_argument("--postgres", action="store_true",
-                         help=f"on PostgreSQL: the server of {PG_ENV} (default {DEFAULT_PG})")
-    backend.add_argument("--database-url", help="on the PostgreSQL server of this SQLAlchemy URL")
+    add_database_options(cli)
     args = cli.parse_args()
-    base_url = args.database_url or (os.environ.get(PG_ENV, DEFAULT_PG) if args.postgres else None)
+    base_url = database_server(args)
     print(f"backlog catch-up of {args.trades} trades on {'PostgreSQL' if base_url else 'SQLite'}; "
           f"{os.cpu_count()} cores, load average before {os.getloadavg()[0]:.2f}", flush=True)
     runs: list[Run] = []
-    naive_rates: list[float] = []
     for index in range(args.runs):
         run, naive = run_once(index, args.trades, args.naive_trades, base_url)
         runs.append(run)
@@ -264,7 +282,6 @@ def main() -> None:
               f"  ratio hub / bare: {run.ratio:.2f}", flush=True)
         if naive is not None:
             count = min(args.naive_trades, args.trades)
-            naive_rates.append(count / naive)
             print(f"  naive: {count:>7} trades in {naive:6.2f} s = {count / naive:>8,.0f} trades/s "
                   f"(the hub: {run.hub_rate * naive / count:.1f}x)", flush=True)
     if len(runs) > 1:

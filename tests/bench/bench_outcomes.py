@@ -181,7 +181,8 @@ class RePairings:
     @contextmanager
     def listening(self) -> Iterator[RePairings]:
         logger = logging.getLogger("handlers.events.outcome_worker")
-        level, logger.level = logger.level, logging.INFO
+        level = logger.level
+        logger.setLevel(logging.INFO)  # setLevel, not .level: the logger caches what it enables
         logger.addHandler(self.handler)
         try:
             yield self

@@ -45,13 +45,12 @@ import orjson
 import psycopg
 from sqlalchemy.engine import make_url
 
-from tests.bench.common import cpu_seconds, pause_consumer, quiet_hub, wait_for_rows
+from tests.bench.common import cpu_seconds, machine_busy, pause_consumer, quiet_hub, wait_for_rows
 from tests.support.hub_process import HubProcess
 from tests.support.nats_server import NatsServer
 from tests.support.postgres import fresh_database
 from tests.support.processes import program, start_program
 
-TICK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 
 
@@ -103,13 +102,6 @@ def trade_metrics(hub: HubProcess) -> dict[str, float]:
 
 
 # --- measuring --------------------------------------------------------------------------------
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values) - idle) / TICK, sum(values) / TICK
-
 
 def pg_backends(database_url: str) -> list[int]:
     """Pids of the PostgreSQL backends connected to the run's database."""

@@ -3,6 +3,7 @@ WebSocket clients, CPU time of a process, percentiles."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import subprocess
@@ -15,10 +16,26 @@ from sqlalchemy import text
 
 from storage.sql.engine import create_sync_engine
 from tests.support.hub_process import HubProcess, hub_env
+from tests.support.postgres import PG_ENV
+
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 OPCODE_PING, OPCODE_PONG = 0x9, 0xA
+
+
+def add_database_options(cli: argparse.ArgumentParser) -> None:
+    """--postgres and --database-url: the PostgreSQL server a benchmark runs on (SQLite without)."""
+    backend = cli.add_mutually_exclusive_group()
+    backend.add_argument("--postgres", action="store_true",
+                         help=f"on PostgreSQL: the server of {PG_ENV} (default {DEFAULT_PG})")
+    backend.add_argument("--database-url", help="on the PostgreSQL server of this SQLAlchemy URL")
+
+
+def database_server(args: argparse.Namespace) -> str | None:
+    """The PostgreSQL server the options of add_database_options() name, or None for SQLite."""
+    return args.database_url or (os.environ.get(PG_ENV, DEFAULT_PG) if args.postgres else None)
 
 
 def quiet_hub(home: Path, command: Sequence[str] | None = None, **env: str) -> HubProcess:
@@ -139,6 +156,14 @@ class Drain(asyncio.Protocol):
 async def open_drain(host: str, port: int) -> Drain:
     _, drain = await asyncio.get_running_loop().create_connection(Drain, host, port)
     return drain
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    tick = os.sysconf("SC_CLK_TCK")
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / tick, sum(values) / tick
 
 
 def cpu_seconds(pid: int) -> float:

@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("holder", sa.String(128), nullable=True),
         sa.Column("expires_at", sa.Float(), nullable=False),
         sa.Column("watermark", sa.BigInteger(), nullable=False),
+        sa.Column("generation", sa.Integer(), nullable=False),
     )
 
 
