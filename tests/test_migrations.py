@@ -18,12 +18,11 @@ from sqlalchemy import Connection, MetaData, Table, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.errors import HubError
-from core.events import BacktestCompleted, TradeExecuted
+from core.events import BacktestCompleted
 from handlers.events.backtest_completed import persist_backtest
 from storage.sql import migrate
 from storage.sql.engine import async_sessions, create_hub_engine
 from storage.sql.models import Backtest, BacktestData, BacktestTrade, Base, Trade
-from storage.sql.trade_rows import insert_trades
 from tests.support.hub_app import hub_settings, start_hub
 from tests.support.postgres import PG_ENV, create_database, drop_database
 from tests.support.processes import main_py, run_program
