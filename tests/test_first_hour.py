@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +17,6 @@ from tests.support.processes import REPO, main_py, run_program
 from tests.support.waiting import wait_until
 
 RSI = "technical/rsi.md"
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    """A port something else listens on, like the machine's own NATS on 4222."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        yield taken.getsockname()[1]
 
 
 def env_of(home: Path, **overrides: str) -> dict[str, str]:

@@ -7,10 +7,11 @@ import random
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from nats.aio.client import Client as Nats
 
-from core.outcomes import LiveFill, pair_all, pair_into, GroupState
+from core.outcomes import GroupState, LiveFill, pair_all, pair_into
 from tests.support.hub_app import Hub, hub_settings, start_hub
 from tests.support.payloads import publish_raw, publish_trade
 from tests.support.postgres import empty_database
@@ -261,3 +262,20 @@ def test_performance_and_calibration_print_as_tables(tmp_path: Path) -> None:
     assert "75–100" in table.stdout and "too few closed decisions" in table.stdout
     bad = main_py("calibration", "--bins", "50", env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --bins must be less than or equal to 20")
+
+
+async def test_bots_ask_the_same_questions_over_nats(hub: Hub, nc: Nats) -> None:
+    for index in range(len(SCRIPT)):
+        await publish_trade(nc, **published(index, "nats-bot"))
+    await eventually(lambda: paired(hub, len(SCRIPT)), what="paired")
+    for subject, path, body in [
+        ("hub.query.performance", "/api/performance?source=nats-bot", {"source": "nats-bot"}),
+        ("hub.query.positions", "/api/positions", {}),
+        ("hub.query.pnl", "/api/performance/pnl?interval=1h", {"interval": "1h"}),
+        ("hub.query.calibration", "/api/calibration?source=nats-bot&bins=4",
+         {"source": "nats-bot", "bins": 4}),
+    ]:
+        reply = await nc.request(subject, orjson.dumps(body), timeout=5)
+        assert orjson.loads(reply.data) == await (await hub.http.get(path)).json(), subject
+    refused = orjson.loads((await nc.request("hub.query.calibration", b'{"bins": 99}', timeout=5)).data)
+    assert refused["error"] == "invalid_request" and "bins" in refused["message"]
