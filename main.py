@@ -161,7 +161,7 @@ async def knowledge_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def outcomes_ctx(app: web.Application) -> AsyncIterator[None]:
     """The outcome worker, pairing stored trades in the background (one instance at a time)."""
-    worker = OutcomeWorker(app[SESSIONS], app[NATS].publish)
+    worker = OutcomeWorker(app[SESSIONS], app[NATS].publish, full_batch=app[SETTINGS].batch_size)
     app[OUTCOMES] = worker
     task = asyncio.create_task(worker.run(), name="outcomes")
     yield

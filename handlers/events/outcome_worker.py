@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 LEASE = "outcomes"
 LEASE_SECONDS = 15.0
 GAP_WAIT = 10.0  # an id still missing after this is a sequence hole, not a commit in flight
+# While the trades consumer commits full batches (a backlog) the worker waits: ingest and
+# pairing share one interpreter, and the backlog must drain at the rate of a bare consumer.
+# Outcomes lag meanwhile, and catch up as soon as batches are no longer full.
+YIELD_SECONDS = 0.5
 Publish = Callable[[str, bytes], Coroutine[Any, Any, None]]
 
 
@@ -59,6 +63,7 @@ class OutcomeWorker:
     sessions: async_sessionmaker[Any]
     publish: Publish
     batch: int = 5000
+    full_batch: int = 2000  # the trades consumer's batch size
     holder: str = field(default_factory=lambda: f"hub-{uuid.uuid4()}")
     paired: int = 0  # trades this instance paired
     holding: bool = False
@@ -70,10 +75,17 @@ class OutcomeWorker:
     # the holder writes them; dropped when the lease is (re)taken or a pass fails.
     _groups: dict[GroupKey, tuple[int | None, GroupState]] = field(default_factory=dict)
     _generation: int | None = None
+    _ingest_busy_until: float = 0.0
 
-    def wake(self) -> None:
-        """New trades are stored."""
+    def wake(self, stored: int) -> None:
+        """STORED new trades are committed; a full batch means ingest is catching up."""
+        if stored >= self.full_batch:
+            self._ingest_busy_until = time.monotonic() + YIELD_SECONDS
         self._wake.set()
+
+    async def _yield_to_ingest(self) -> None:
+        while (wait := self._ingest_busy_until - time.monotonic()) > 0 and not self._stopping:
+            await asyncio.sleep(wait)
 
     def stop(self) -> None:
         """Finish the pass in hand, then return from run()."""
@@ -83,6 +95,7 @@ class OutcomeWorker:
     async def run(self) -> None:
         """Pass after pass until stopped; idle, it looks again each second or when woken."""
         while not self._stopping:
+            await self._yield_to_ingest()
             try:
                 more = await self.run_pass()
             except Exception:

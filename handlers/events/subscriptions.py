@@ -47,7 +47,7 @@ class Subscriptions:
 def build_subscriptions(
     settings: Settings, sessions: async_sessionmaker[Any], indexer: KnowledgeIndexer,
     follower: IndexFollower, fan_out: Callable[[Msg], Awaitable[None]], publish: Publish,
-    trades_stored: Callable[[], None],
+    trades_stored: Callable[[int], None],
 ) -> Subscriptions:
     """Every subscription of one hub instance, wired to what handles it."""
     return Subscriptions(

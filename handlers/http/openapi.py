@@ -83,8 +83,13 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
         schema = endpoint.query.model_json_schema(ref_template=REF, schema_generator=QueryJsonSchema)
         required = set(schema.get("required", []))
         for name, field in schema["properties"].items():
-            parameters.append({"name": name, "in": "query", "required": name in required,
-                               "schema": field if name in required else _optional(field)})
+            parameter = {"name": name, "in": "query", "required": name in required,
+                         "schema": field if name in required else _optional(field)}
+            if parameter["schema"].get("type") == "array":
+                # parse_query refuses a repeated parameter, so a list comes comma-separated
+                # in one (?group_by=source,strategy): OpenAPI's form style, not exploded.
+                parameter |= {"style": "form", "explode": False}
+            parameters.append(parameter)
     return parameters
 
 

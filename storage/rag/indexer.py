@@ -66,8 +66,7 @@ class KnowledgeIndexer:
         """Load the model and open the vector store now, so the first search is as fast as the
         tenth (about 1.3 s otherwise, paid by whoever asks first)."""
         self.embedder.embed_query("warm up")
-        for domain in DOMAINS:
-            self._vectors.collection(domain)
+        self._vectors.open()
         self._warm = True
 
     def close(self) -> None:

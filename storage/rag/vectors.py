@@ -53,13 +53,19 @@ class VectorStore:
         self._collections: dict[str, Collection] = {}
         self._lock = threading.Lock()
 
-    def collection(self, domain: str) -> Collection:
-        """The domain's collection, created when missing."""
+    def open(self) -> ClientAPI:
+        """The client, connected on first use (importing chromadb takes a second)."""
         with self._lock:
             if self._client is None:
                 self._client = open_client(self._url, self._path)
+            return self._client
+
+    def collection(self, domain: str) -> Collection:
+        """The domain's collection, created when missing."""
+        client = self.open()
+        with self._lock:
             if domain not in self._collections:
-                self._collections[domain] = self._client.get_or_create_collection(
+                self._collections[domain] = client.get_or_create_collection(
                     collection_name(domain), embedding_function=None,
                     configuration={"hnsw": {"space": "cosine"}})
             return self._collections[domain]
