@@ -279,3 +279,9 @@ async def test_bots_ask_the_same_questions_over_nats(hub: Hub, nc: Nats) -> None
         assert orjson.loads(reply.data) == await (await hub.http.get(path)).json(), subject
     refused = orjson.loads((await nc.request("hub.query.calibration", b'{"bins": 99}', timeout=5)).data)
     assert refused["error"] == "invalid_request" and "bins" in refused["message"]
+
+
+async def test_a_wrong_method_says_which_ones_are_allowed(hub: Hub) -> None:
+    response = await hub.http.post("/api/performance")
+    assert response.status == 405 and set(response.headers["Allow"].split(",")) == {"GET", "HEAD"}
+    assert (await response.json())["error"] == "method_not_allowed"

@@ -89,7 +89,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if error.status < 400:
             raise
         code = error.reason.lower().replace(" ", "_")
-        return error_response(error.status, code, f"{error.reason}: {request.method} {request.path}")
+        response = error_response(error.status, code, f"{error.reason}: {request.method} {request.path}")
+        if "Allow" in error.headers:  # a 405 must say which methods the resource takes
+            response.headers["Allow"] = error.headers["Allow"]
+        return response
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, "internal_error", "the hub failed to answer; see its log")
