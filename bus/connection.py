@@ -110,7 +110,8 @@ async def find_hub(settings: Settings, name: str) -> Client | None:
     if url is None:
         return None
     try:
-        nc = await connect_hub(settings, url, name, allow_reconnect=False, error_cb=_quiet)
+        nc = await connect_hub(settings, url, name, first_attempts=1, allow_reconnect=False,
+                               error_cb=_quiet)
     except (NoServersError, OSError, TimeoutError):
         if state is not None:
             raise HubNotRunning(f"the hub (pid {state['pid']}) recorded NATS at {url}, which does "
