@@ -114,6 +114,9 @@ class OutcomeWorker:
 
         Reading and pairing happen outside any write transaction; the results are written in
         one short one, fenced by the lease, so the ingest path's commits barely wait."""
+        async with self.sessions() as session:  # idle: look without writing (no lock taken)
+            if not await unpaired_trades(session, await watermark(session, LEASE), 1):
+                return False
         async with self.sessions() as session, session.begin():
             generation = await acquire(session, LEASE, self.holder, LEASE_SECONDS)
         self.holding = generation is not None
