@@ -13,6 +13,7 @@ from bus.connection import connect
 from bus.embedded import free_port
 from bus.streams import ensure_hub_streams
 from tests.support.hub_process import HubProcess, hub_env
+from tests.support.nats_server import NatsServer
 from tests.support.processes import REPO, main_py, run_program
 from tests.support.waiting import wait_until
 
@@ -79,25 +80,28 @@ def test_the_seed_indexer_snippet_works_beside_the_daemon(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("where", ["nats-without-hub", "nats-down"])
-def test_without_a_hub_index_and_search_run_locally_in_seconds(
-    tmp_path: Path, nats_url: str, where: str
-) -> None:
+def test_without_a_hub_index_and_search_run_locally_in_seconds(tmp_path: Path, where: str) -> None:
+    with NatsServer(tmp_path / "nats") as server:  # its own: the session's holds other tests' streams
+        run_without_a_hub(tmp_path, server.url, where)
+
+
+def run_without_a_hub(tmp_path: Path, nats_url: str, where: str) -> None:
     with_knowledge(tmp_path, RSI)
     url = nats_url if where == "nats-without-hub" else f"nats://127.0.0.1:{free_port()}"
     env = env_of(tmp_path, HUB_NATS_URL=url)
     trade = ("publish-trade", "--asset", "BTC", "--action", "BUY", "--price", "1", "--quantity", "1",
              "--confidence", "50")
-    refused = main_py(*trade, env=env, timeout=30)  # no stream: no hub ever ran there
+    refused = main_py(*trade, env=env, timeout=90)  # no stream: no hub ever ran there
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
     assert refused.stderr.startswith("error: ") and "Error" not in refused.stderr
     if where == "nats-without-hub":  # a stream nobody consumes meant a ten-minute wait
         asyncio.run(make_streams(nats_url))
-        assert main_py(*trade, env=env, timeout=30).returncode == 0
-    indexed = main_py("index", env=env, timeout=30)  # timeout: the old wait was 600 s
+        assert main_py(*trade, env=env, timeout=90).returncode == 0
+    indexed = main_py("index", env=env, timeout=120)  # the old wait was 600 s
     assert indexed.returncode == 0, indexed.stderr
     assert "asking the running hub" not in indexed.stderr and "Error" not in indexed.stderr
     assert "technical" in indexed.stdout and "1 added" in indexed.stdout
-    found = main_py("search", "what RSI level means oversold", "-k", "1", env=env, timeout=30)
+    found = main_py("search", "what RSI level means oversold", "-k", "1", env=env, timeout=90)
     assert found.returncode == 0 and RSI in found.stdout, found.stderr
 
 

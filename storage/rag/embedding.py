@@ -107,6 +107,20 @@ class Embedder:
         return _normalise(_mean_pool(self._encoder(ids, mask), mask))
 
 
+_shared: Embedder | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_embedder() -> Embedder:
+    """The process's one default model (about 90 MB and a second to load): the knowledge base
+    and the reasoning index share it, and so do several hubs in one process (the tests')."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Embedder()
+        return _shared
+
+
 def _pad(seqs: list[I64]) -> tuple[I64, I64]:
     """Right-pad to the batch's longest sequence (pad id 0) with the matching 0/1 mask."""
     ids = np.zeros((len(seqs), max(len(s) for s in seqs)), dtype=np.int64)

@@ -18,7 +18,7 @@ from core.knowledge import DOMAINS, DomainInfo, IndexStats, InlineDocument, Sear
 from core.settings import Settings
 from storage.rag.chunking import VERSION as CHUNKER_VERSION
 from storage.rag.daemon_client import index_through_daemon, other_daemon
-from storage.rag.embedding import Embedder
+from storage.rag.embedding import Embedder, shared_embedder
 from storage.rag.fusion import Ranking, fuse
 from storage.rag.files import check_domains, safe_source, walk, write_document
 from storage.rag.sync import Progress, Sync
@@ -54,7 +54,7 @@ class KnowledgeIndexer:
         """The embedding model, loaded on first use (about a second)."""
         with self._open_lock:
             if self._embedder is None:
-                self._embedder = Embedder()
+                self._embedder = shared_embedder()
             return self._embedder
 
     @property
@@ -70,11 +70,12 @@ class KnowledgeIndexer:
         self._warm = True
 
     def close(self) -> None:
-        """Close the SQLite database (Chroma's client needs no closing)."""
+        """Close the SQLite database and the Chroma client."""
         with self._open_lock:
             if self._lexical is not None:
                 self._lexical.close()
                 self._lexical = None
+        self._vectors.close()
 
     def index_all(self, domains: Sequence[str] | None = None,
                   progress: Progress | None = None) -> IndexStats:

@@ -60,6 +60,14 @@ class VectorStore:
                 self._client = open_client(self._url, self._path)
             return self._client
 
+    def close(self) -> None:
+        """Release the client: an embedded store's system (its files, threads and caches) stays
+        in chromadb's process-wide registry until then."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+            self._client, self._collections = None, {}
+
     def collection(self, domain: str) -> Collection:
         """The domain's collection, created when missing."""
         client = self.open()

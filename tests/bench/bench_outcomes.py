@@ -75,9 +75,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.events import TradeExecuted
 from core.outcomes import LiveFill, pair_all
-from handlers.events.outcome_worker import LEASE, OutcomeWorker
+from handlers.events.outcome_worker import LEASE, LEASE_SECONDS, OutcomeWorker
 from storage.sql.engine import async_sessions, create_hub_engine
-from storage.sql.leases import advance
+from storage.sql.leases import acquire, advance
 from storage.sql.migrate import upgrade
 from storage.sql.models import OutcomeGroup, TradeOutcome
 from storage.sql.outcome_rows import (
@@ -290,7 +290,7 @@ async def passes(worker: OutcomeWorker, total: int, budget: float, profiler: Pro
                     await asyncio.sleep(0.1)
             if elapsed > budget:
                 break
-        done = not more and worker.holding and await _all_paired(worker, total)
+        done = not more and await _all_paired(worker, total)
         return Stretch(worker.paired - before, count, elapsed, time.process_time() - cpu, repairs, done)
 
 
@@ -396,9 +396,13 @@ async def pair_everything(url: str, fills: Fills, budget: float, tail: int, prof
 
 
 async def take_lease(worker: OutcomeWorker, limit: float = 60.0) -> None:
-    """Passes (with nothing new) until WORKER holds the lease the stopped daemon's worker held."""
+    """Wait until WORKER's holder has the lease the stopped daemon's worker held (it expires
+    LEASE_SECONDS after that worker's last pass); an idle pass does not try to take it."""
     deadline = time.perf_counter() + limit
-    while not (await worker.run_pass(), worker.holding)[1]:
+    while True:
+        async with worker.sessions() as session, session.begin():
+            if await acquire(session, LEASE, worker.holder, LEASE_SECONDS) is not None:
+                return
         if time.perf_counter() > deadline:
             raise RuntimeError("the lease was never free")
         await asyncio.sleep(0.5)
