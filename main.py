@@ -18,6 +18,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__" and sys.argv[1:] == ["mcp"]:
+    # MCP hosts start this once per conversation: spare it the daemon's imports (scipy alone
+    # takes about a second), so that it answers initialize in well under two.
+    from handlers.cli.mcp_stdio import main as mcp_main
+    sys.exit(mcp_main())
+
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from nats.aio.client import Client as Nats
@@ -42,20 +48,24 @@ from handlers.cli.options import describe_options, validated
 from handlers.cli.outcome_commands import calibration_command, performance_command
 from handlers.cli.parser import build_parser
 from handlers.events.backtest_completed import import_missing_reports
+from handlers.events.decision_questions import DecisionMemory
 from handlers.events.index_requested import IndexFollower
 from handlers.events.outcome_worker import OutcomeWorker
+from handlers.events.reasoning_worker import ReasoningWorker
 from handlers.events.subscriptions import Subscriptions, build_subscriptions
 from handlers.http.auth import require_token
 from handlers.http.cors import enable_cors
 from handlers.http.keys import (
-    CONSUMERS, EMBEDDED_NATS, ENGINE, INDEXER, METRICS, NATS, NATS_URL, OUTCOMES, SESSIONS,
-    SETTINGS, WS_HUB,
+    CONSUMERS, EMBEDDED_NATS, ENGINE, INDEXER, MEMORY, METRICS, NATS, NATS_URL, OUTCOMES,
+    SESSIONS, SETTINGS, WS_HUB,
 )
+from handlers.http.mcp_http import add_mcp
 from handlers.http.prometheus import HubMetrics
 from handlers.http.responses import json_errors
 from handlers.http.routes import add_routes
 from handlers.http.websocket import WsHub
 from storage.rag.indexer import KnowledgeIndexer
+from storage.rag.reasoning_index import ReasoningIndex
 from storage.sql.engine import async_sessions, create_hub_engine
 from storage.sql.migrate import prepare_schema
 
@@ -169,12 +179,31 @@ async def outcomes_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
 
 
+async def memory_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Decision memory: the reasoning worker in the background (embedding: one instance at a
+    time) and the searches over what it indexed."""
+    index = ReasoningIndex(app[SETTINGS])
+    worker = ReasoningWorker(app[SESSIONS], index, full_batch=app[SETTINGS].batch_size)
+    app[MEMORY] = DecisionMemory(app[SESSIONS], worker)
+    task = asyncio.create_task(worker.run(), name="reasoning")
+    yield
+    worker.stop()
+    await task
+    await asyncio.to_thread(index.close)
+
+
 async def subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
     """Every row of the routing table: consumers, responders and listeners."""
     settings, nc = app[SETTINGS], app[NATS]
     follower = IndexFollower(app[INDEXER])
-    table = build_subscriptions(settings, app[SESSIONS], app[INDEXER], follower,
-                                app[WS_HUB].fan_out, nc.publish, app[OUTCOMES].wake)
+    workers = (app[OUTCOMES], app[MEMORY].worker)
+
+    def trades_stored(count: int) -> None:  # both background workers follow the trades table
+        for worker in workers:
+            worker.wake(count)
+
+    table = build_subscriptions(settings, app[SESSIONS], app[INDEXER], follower, app[MEMORY],
+                                app[WS_HUB].fan_out, nc.publish, trades_stored)
     subscriptions = [await serve_responder(nc, responder) for responder in table.responders]
     for listener in table.listeners:
         if listener.on_demand:
@@ -225,9 +254,10 @@ def build_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = HubMetrics()
     app.cleanup_ctx.extend([nats_server_ctx, database_ctx, reports_ctx, nats_ctx, ws_hub_ctx,
-                            knowledge_ctx, outcomes_ctx, subscriptions_ctx])
+                            knowledge_ctx, outcomes_ctx, memory_ctx, subscriptions_ctx])
     app.on_shutdown.append(on_shutdown)
     add_routes(app)
+    add_mcp(app)  # /mcp, after NATS among the resources: record_trade publishes
     if settings.cors_origins:
         enable_cors(app, settings.cors_origins)
     return app
@@ -357,6 +387,12 @@ async def run_view_trades(settings: Settings, args: argparse.Namespace) -> None:
     commands.view_trades(settings.logs_dir, args.id)
 
 
+async def run_mcp(settings: Settings, args: argparse.Namespace) -> None:
+    from handlers.cli.mcp_stdio import serve_stdio  # the SDK's imports, for this command only
+
+    await serve_stdio(settings)
+
+
 async def run_daemon(settings: Settings, args: argparse.Namespace) -> None:
     await serve(settings)
 
@@ -367,7 +403,7 @@ COMMANDS: dict[str, Runner] = {
     "run": run_daemon, "nats-url": run_nats_url, "publish-trade": run_publish_trade,
     "schemas": run_schemas, "view-trades": run_view_trades, "index": run_index,
     "search": run_search, "import-report": run_import_report, "db": run_db,
-    "performance": run_performance, "calibration": run_calibration,
+    "performance": run_performance, "calibration": run_calibration, "mcp": run_mcp,
 }
 
 

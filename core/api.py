@@ -91,6 +91,9 @@ class Health(BaseModel):
     websocket: dict[str, int]
     embedder: ComponentHealth = Field(description="detail.ready: the model is loaded (search is warm)")
     outcomes: ComponentHealth = Field(description="the outcome worker: holding the lease, checkpoint")
+    reasoning: ComponentHealth = Field(
+        description="decision memory: trades_behind and seconds_behind (not yet searchable by "
+                    "meaning), texts this instance embedded")
 
 
 class HubPing(BaseModel):

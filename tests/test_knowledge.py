@@ -9,7 +9,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from chromadb.api.shared_system_client import SharedSystemClient
 from pydantic import ValidationError
 
 from core.errors import BadRequest, NotFound, UnknownDomain, UnsafePath
@@ -219,10 +218,8 @@ def test_nothing_changed_loads_no_model_and_opens_no_chroma(kb: KnowledgeIndexer
 
 def test_a_deleted_chroma_store_is_rebuilt(kb: KnowledgeIndexer, tmp_path: Path, embedder: Embedder) -> None:
     kb.index_all()
-    kb.close()
+    kb.close()  # releases the store's system, which chromadb would otherwise keep for the process
     shutil.rmtree(tmp_path / "data" / "chroma")
-    # As after a restart: Chroma caches one client system per path for the process's life.
-    SharedSystemClient._identifier_to_system.pop(str(tmp_path / "data" / "chroma"))
     fresh = make_indexer(tmp_path, embedder)
     stats = fresh.index_all()
     assert stats.updated == 3 and stats.chunks_embedded == 3

@@ -108,10 +108,10 @@ async def test_downgrade_to_base_and_up_again(engine: AsyncEngine) -> None:
 
 
 @pytest.fixture
-def scripts_without_0003(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A copy of the migration scripts as they were before 0003, in use instead of the real ones."""
+def scripts_without_0004(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A copy of the migration scripts as they were before 0004, in use instead of the real ones."""
     scripts = tmp_path / "migrations"
-    shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__", "0003_*"))
+    shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__", "0004_*"))
     monkeypatch.setattr(migrate, "MIGRATIONS", scripts)
     migrate.head.cache_clear()
     yield scripts
@@ -119,20 +119,20 @@ def scripts_without_0003(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 
 async def test_db_revision_writes_the_migration_the_models_need(
-    engine: AsyncEngine, scripts_without_0003: Path
+    engine: AsyncEngine, scripts_without_0004: Path
 ) -> None:
-    written = await migrate.new_revision(engine, "live outcomes")
-    assert written == scripts_without_0003 / "versions" / "0003_live_outcomes.py"
+    written = await migrate.new_revision(engine, "decision memory")
+    assert written == scripts_without_0004 / "versions" / "0004_decision_memory.py"
     script = written.read_text()
-    assert "down_revision = '0002'" in script
-    assert script.count("op.create_table(") == 3 and script.count("op.drop_table(") == 3
-    assert "sa.Column('fee'" in script and "'fee')" in script.split("def downgrade")[1]
+    assert "down_revision = '0003'" in script
+    assert script.count("op.create_table(") == 2 and script.count("op.drop_table(") == 2
+    assert "'ix_decision_texts_text'" in script
     await migrate.upgrade(engine)  # the new script, run: the schema is the models' again
-    assert await migrate.current(engine) == "0003"
+    assert await migrate.current(engine) == "0004"
     async with engine.connect() as connection:
         assert await connection.run_sync(_differences) == []
-    await migrate.downgrade(engine, "0002")
-    assert "trade_outcomes" not in await _tables(engine)
+    await migrate.downgrade(engine, "0003")
+    assert "decision_texts" not in await _tables(engine)
 
 
 async def _legacy_database_with_data(engine: AsyncEngine, logs: Path) -> None:

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibration = sub.add_parser("calibration", help="does an agent's confidence predict its wins?")
     calibration.set_defaults(command="calibration")
     add_model_options(calibration, CalibrationQuery)
+    sub.add_parser("mcp", help="the MCP server over stdio, for Claude Desktop, Claude Code and "
+                   "other MCP hosts").set_defaults(command="mcp")
     report = sub.add_parser("import-report", help="store the backtest a report file describes")
     report.set_defaults(command="import-report")
     report.add_argument("path")

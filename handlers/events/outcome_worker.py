@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.outcomes import GroupState, LiveFill, Outcome, pair_all, pair_into
 from core.subjects import persisted_subject
-from storage.sql.leases import acquire, advance, renew, watermark
+from storage.sql.leases import IdFrontier, acquire, advance, release, renew, watermark
 from storage.sql.outcome_rows import (
     GroupKey, NewTrade, create_groups, forget_outcomes, group_trades, load_groups, outcomes_of,
     store_outcomes, store_states, unpaired_trades,
@@ -33,7 +33,6 @@ from storage.sql.outcome_rows import (
 log = logging.getLogger(__name__)
 LEASE = "outcomes"
 LEASE_SECONDS = 15.0
-GAP_WAIT = 10.0  # an id still missing after this is a sequence hole, not a commit in flight
 # While the trades consumer commits full batches (a backlog) the worker waits: ingest and
 # pairing share one interpreter, and the backlog must drain at the rate of a bare consumer.
 # Outcomes lag meanwhile, and catch up as soon as batches are no longer full.
@@ -70,7 +69,7 @@ class OutcomeWorker:
     checkpoint: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: bool = False
-    _holes: dict[int, float] = field(default_factory=dict)
+    _frontier: IdFrontier = field(default_factory=IdFrontier)
     # Group states as this instance last wrote them: valid while it holds the lease, since only
     # the holder writes them; dropped when the lease is (re)taken or a pass fails.
     _groups: dict[GroupKey, tuple[int | None, GroupState]] = field(default_factory=dict)
@@ -108,6 +107,11 @@ class OutcomeWorker:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 except TimeoutError:
                     pass
+        try:
+            async with self.sessions() as session, session.begin():
+                await release(session, LEASE, self.holder)
+        except Exception as error:  # e.g. the database is away: the lease simply expires
+            log.warning("%s lease not handed over (%s); it expires in %.0f s", LEASE, error, LEASE_SECONDS)
 
     async def run_pass(self) -> bool:
         """Pair one batch if this instance holds the lease; whether more may be waiting.
@@ -129,7 +133,7 @@ class OutcomeWorker:
             mark = await watermark(session, LEASE)
             new = await unpaired_trades(session, mark, self.batch)
             plan = await self._plan(session, new)
-        checkpoint = self._safe_mark(mark, [t.fill.trade_id for t in new])
+        checkpoint = self._frontier.advance(mark, [t.fill.trade_id for t in new])
         async with self.sessions() as session, session.begin():
             if not await renew(session, LEASE, self.holder, generation, LEASE_SECONDS):
                 raise LeaseLost(f"lost the {LEASE} lease during a pass; its results are dropped")
@@ -187,16 +191,6 @@ class OutcomeWorker:
             await forget_outcomes(session, group_id)
         await store_outcomes(session, [(ids[k], o) for k, o in plan.inserted], plan.updated)
         await store_states(session, [(ids[k], self._groups[k][1]) for k in plan.states])
-
-    def _safe_mark(self, mark: int, ids: Sequence[int]) -> int:
-        """The highest id up to which every id is paired or a hole older than GAP_WAIT."""
-        now, seen = time.monotonic(), set(ids)
-        for candidate in range(mark + 1, max(ids, default=mark) + 1):
-            if candidate not in seen and now - self._holes.setdefault(candidate, now) < GAP_WAIT:
-                break
-            mark = candidate
-        self._holes = {i: t for i, t in self._holes.items() if i > mark}
-        return mark
 
 
 def _shown(outcome: Outcome | None) -> tuple[str, float | None] | None:

@@ -19,16 +19,19 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from bus.consumer import Route
 from bus.replies import Listener, Responder
 from core.api import HubPing, HubPong
+from core.decisions import DecisionSearch, RecallRequest, SimilarRequest
 from core.events import BacktestCompleted, IndexRequested, TradeExecuted
 from core.knowledge import SearchRequest
 from core.performance import CalibrationQuery, GroupFilter, PerformanceQuery, PnlQuery
 from core.settings import Settings
 from core.subjects import (
-    BACKTESTS_COMPLETED, CALIBRATION, HUB_PING, KNOWLEDGE_INDEX, KNOWLEDGE_SEARCH, PERFORMANCE,
-    PERSISTED, PNL_SERIES, POSITIONS, TRADES, persisted_subject,
+    BACKTESTS_COMPLETED, CALIBRATION, DECISION_RECALL, DECISION_SEARCH, DECISION_SIMILAR, HUB_PING,
+    KNOWLEDGE_INDEX, KNOWLEDGE_SEARCH, PERFORMANCE, PERSISTED, PNL_SERIES, POSITIONS, TRADES,
+    persisted_subject,
 )
 from handlers.events import outcome_questions as answers
 from handlers.events.backtest_completed import persist_backtests
+from handlers.events.decision_questions import DecisionMemory
 from handlers.events.index_requested import IndexFollower, Publish, index_requested
 from handlers.events.knowledge_search import search_knowledge
 from handlers.events.trade_executed import check_trade_subject, persist_trades
@@ -46,7 +49,8 @@ class Subscriptions:
 
 def build_subscriptions(
     settings: Settings, sessions: async_sessionmaker[Any], indexer: KnowledgeIndexer,
-    follower: IndexFollower, fan_out: Callable[[Msg], Awaitable[None]], publish: Publish,
+    follower: IndexFollower, memory: DecisionMemory, fan_out: Callable[[Msg], Awaitable[None]],
+    publish: Publish,
     trades_stored: Callable[[int], None],
 ) -> Subscriptions:
     """Every subscription of one hub instance, wired to what handles it."""
@@ -70,6 +74,9 @@ def build_subscriptions(
             Responder(POSITIONS, GroupFilter, partial(answers.answer_positions, sessions)),
             Responder(PNL_SERIES, PnlQuery, partial(answers.answer_pnl, sessions)),
             Responder(CALIBRATION, CalibrationQuery, partial(answers.answer_calibration, sessions)),
+            Responder(DECISION_SEARCH, DecisionSearch, memory.search),
+            Responder(DECISION_SIMILAR, SimilarRequest, lambda asked: memory.similar(asked.trade_id, asked)),
+            Responder(DECISION_RECALL, RecallRequest, memory.recall),
         ],
         listeners=[
             # Each instance keeps its own lexical index: it re-syncs when any instance indexed.

@@ -22,7 +22,7 @@ def _presented(request: web.Request) -> str | None:
 
 
 def _guarded(path: str) -> bool:
-    return (path.startswith("/api/") or path == "/ws") and path not in OPEN_PATHS
+    return (path.startswith("/api/") or path in ("/ws", "/mcp")) and path not in OPEN_PATHS
 
 
 def require_token(token: str) -> Middleware:

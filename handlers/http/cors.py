@@ -12,7 +12,8 @@ def enable_cors(app: web.Application, origins: list[str]) -> None:
         allow_headers=("Authorization", "Content-Type"), expose_headers="*", max_age=3600)
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
     for route in list(app.router.routes()):
-        cors.add(route)
+        if route.method != "*":  # /mcp: for MCP clients, not pages; it checks Origin itself
+            cors.add(route)
 
 
 def origin_allowed(request: web.Request, origins: list[str]) -> bool:

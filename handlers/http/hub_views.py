@@ -15,7 +15,7 @@ from core.errors import NotFound
 from core.events import event_schemas
 from handlers.http.responses import json_response
 from handlers.http.keys import (
-    CONSUMERS, EMBEDDED_NATS, ENGINE, INDEXER, METRICS, NATS, NATS_URL, OUTCOMES, SESSIONS,
+    CONSUMERS, EMBEDDED_NATS, ENGINE, INDEXER, MEMORY, METRICS, NATS, NATS_URL, OUTCOMES, SESSIONS,
     SETTINGS, WS_HUB,
 )
 
@@ -64,8 +64,12 @@ async def get_health(request: web.Request) -> web.Response:
     worker = app[OUTCOMES]
     outcomes = ComponentHealth(ok=True, detail={"holding_lease": worker.holding, "paired": worker.paired,
                                                 "checkpoint": worker.checkpoint})
+    memory = app[MEMORY].worker
+    reasoning = ComponentHealth(ok=True, detail={**(await memory.lag()).model_dump(),
+                                                 "embedded": memory.index.embedded})
     health = Health(status="ok" if healthy else "degraded", nats=nats, database=database,
-                    consumers=consumers, websocket=websocket, embedder=embedder, outcomes=outcomes)
+                    consumers=consumers, websocket=websocket, embedder=embedder, outcomes=outcomes,
+                    reasoning=reasoning)
     return json_response(health)
 
 
@@ -87,4 +91,6 @@ async def get_metrics(request: web.Request) -> web.Response:
     """GET /metrics: Prometheus text format."""
     metrics = request.app[METRICS]
     await metrics.refresh_lag(request.app[CONSUMERS])
+    lag = await request.app[MEMORY].worker.lag()
+    metrics.set_reasoning_lag(lag.trades_behind, lag.seconds_behind)
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

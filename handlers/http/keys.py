@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from bus.consumer import BatchConsumer
 from bus.embedded import EmbeddedNats
 from core.settings import Settings
+from handlers.events.decision_questions import DecisionMemory
 from handlers.events.outcome_worker import OutcomeWorker
 from handlers.http.prometheus import HubMetrics
 from handlers.http.websocket import WsHub
@@ -27,3 +28,4 @@ INDEXER = web.AppKey("indexer", KnowledgeIndexer)
 METRICS = web.AppKey("metrics", HubMetrics)
 EMBEDDED_NATS = web.AppKey("embedded_nats", EmbeddedNats)
 OUTCOMES = web.AppKey("outcomes", OutcomeWorker)
+MEMORY = web.AppKey("memory", DecisionMemory)

@@ -106,7 +106,9 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": endpoint.summary, "parameters": _parameters(endpoint),
                                  "responses": responses}
     if endpoint.body is not None:
-        operation["requestBody"] = {"required": False,
+        # Required when the model has a required field (no body is read as {}).
+        required = any(field.is_required() for field in endpoint.body.model_fields.values())
+        operation["requestBody"] = {"required": required,
                                     **_json({"$ref": REF.format(model=endpoint.body.__name__)})}
     return operation
 

@@ -34,6 +34,11 @@ class HubMetrics:
                              ["route"], registry=self.registry)
         self.ack_pending = Gauge("hub_consumer_ack_pending", "Events delivered, not yet acked",
                                  ["route"], registry=self.registry)
+        self.reasoning_trades = Gauge("hub_reasoning_trades_behind",
+                                      "Stored trades whose reasoning is not searchable by meaning yet",
+                                      registry=self.registry)
+        self.reasoning_seconds = Gauge("hub_reasoning_seconds_behind",
+                                       "Age by trade time of the oldest of them", registry=self.registry)
 
     def observe_batch(self, route: str, size: int, seconds: float) -> None:
         """Record one committed batch (the consumers' on_batch hook)."""
@@ -55,6 +60,11 @@ class HubMetrics:
                 continue  # NATS away: the gauges keep their last value
             self.pending.labels(consumer.route.name).set(info.num_pending or 0)
             self.ack_pending.labels(consumer.route.name).set(info.num_ack_pending or 0)
+
+    def set_reasoning_lag(self, trades: int, seconds: float) -> None:
+        """Record how far decision memory is behind."""
+        self.reasoning_trades.set(trades)
+        self.reasoning_seconds.set(seconds)
 
     def render(self) -> bytes:
         """The text exposition of every metric."""

@@ -9,6 +9,7 @@ from core.api import (
     TradeQuery,
 )
 from core.calibration import Calibration
+from core.decisions import DecisionPage, DecisionSearch, RecallRequest, SimilarDecisions, SimilarQuery
 from core.knowledge import (
     IndexBody, IndexStats, KnowledgeOverview, KnowledgeSearchQuery, SearchResponse,
 )
@@ -17,7 +18,7 @@ from core.performance import (
     PnlQuery, PnlSeries, PositionsPage, StrategyComparison, StrategyQuery,
 )
 from handlers.http import (
-    backtest_views, hub_views, knowledge_views, outcome_views, trade_views,
+    backtest_views, decision_views, hub_views, knowledge_views, outcome_views, trade_views,
 )
 from handlers.http.dashboard import add_dashboard_routes
 from handlers.http.keys import WS_HUB
@@ -48,6 +49,18 @@ ENDPOINTS = [
              TradePage, (BAD, AUTH, INVALID)),
     Endpoint(r"/api/trades/{id:\d+}", trade_views.get_trade_by_id, "One trade", answer=TradeOut,
              errors=(AUTH, MISSING)),
+    Endpoint("/api/trades/search", decision_views.search_decisions,
+             "Trades whose reasoning matches q (by words and by meaning), best first",
+             DecisionSearch, DecisionPage, (BAD, AUTH, INVALID)),
+    Endpoint(r"/api/trades/{id:\d+}/similar", decision_views.similar_decisions,
+             "Earlier trades reasoned most like this one, and how they turned out", SimilarQuery,
+             SimilarDecisions, (BAD, AUTH, MISSING, INVALID)),
+    Endpoint("/api/trades/recall", decision_views.recall_decisions,
+             "Before trading: what happened the last times a trade was reasoned like this draft",
+             answer=SimilarDecisions, errors=(BAD, AUTH, INVALID), method="POST", body=RecallRequest),
+    Endpoint("/api/trades/recall", decision_views.recall_decisions,
+             "The same, with the draft in the query string", RecallRequest, SimilarDecisions,
+             (BAD, AUTH, INVALID)),
     Endpoint("/api/backtests", backtest_views.get_backtests, "Backtest summaries", BacktestQuery,
              BacktestPage, (BAD, AUTH, INVALID)),
     Endpoint(r"/api/backtests/{id:\d+}", backtest_views.get_backtest_detail,

@@ -153,6 +153,22 @@ class LexicalIndex:
                 (record.source, record.domain, record.sha256, record.size, record.mtime_ns,
                  record.chunks, record.pipeline))
 
+    def append(self, chunks: Sequence[StoredChunk]) -> None:
+        """Add chunks that belong to no file (the reasoning index's texts); known ids are kept."""
+        with self._lock, _transaction(self._db):
+            self._terms.forget()
+            self._db.executemany(
+                "INSERT OR IGNORE INTO chunk (chunk_id, source, domain, position, title, heading, body,"
+                " text) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(c.chunk_id, c.source, c.domain, c.position, c.title, c.heading, c.body, c.text)
+                 for c in chunks])
+
+    def last_position(self, source: str) -> int:
+        """The highest position of SOURCE's chunks; 0 when it has none."""
+        with self._lock:
+            row = self._db.execute("SELECT max(position) FROM chunk WHERE source = ?", (source,)).fetchone()
+        return int(row[0] or 0)
+
     def touch_file(self, source: str, size: int, mtime_ns: int) -> None:
         """Record a new size and mtime for a file whose content did not change."""
         with self._lock:

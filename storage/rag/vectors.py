@@ -23,9 +23,14 @@ BATCH = 1000  # under every Chroma server's max batch size
 Metadata = Mapping[str, str | int]
 
 
-def collection_name(domain: str) -> str:
+def collection_name(domain: str, prefix: str = "knowledge_") -> str:
     """The Chroma collection of a domain."""
-    return f"knowledge_{domain}"
+    return f"{prefix}{domain}"
+
+
+# chromadb shares one system per embedded path between clients, but making or releasing
+# two at once (the knowledge base's and the reasoning index's, from two threads) races.
+_clients_lock = threading.Lock()
 
 
 def open_client(url: str | None, path: Path) -> ClientAPI:
@@ -36,7 +41,8 @@ def open_client(url: str | None, path: Path) -> ClientAPI:
     settings = Settings(anonymized_telemetry=False)
     if not url:
         path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=settings)
+        with _clients_lock:
+            return chromadb.PersistentClient(path=str(path), settings=settings)
     parts = urlsplit(url if "://" in url else f"http://{url}")
     https = parts.scheme == "https"
     return chromadb.HttpClient(host=parts.hostname or "localhost",
@@ -45,10 +51,10 @@ def open_client(url: str | None, path: Path) -> ClientAPI:
 
 
 class VectorStore:
-    """Per-domain Chroma collections in cosine space; opened on first use."""
+    """Per-domain Chroma collections in cosine space (named PREFIX + domain); opened on first use."""
 
-    def __init__(self, url: str | None, path: Path) -> None:
-        self._url, self._path = url, path
+    def __init__(self, url: str | None, path: Path, prefix: str = "knowledge_") -> None:
+        self._url, self._path, self._prefix = url, path, prefix
         self._client: ClientAPI | None = None
         self._collections: dict[str, Collection] = {}
         self._lock = threading.Lock()
@@ -65,7 +71,8 @@ class VectorStore:
         in chromadb's process-wide registry until then."""
         with self._lock:
             if self._client is not None:
-                self._client.close()
+                with _clients_lock:
+                    self._client.close()  # type: ignore[attr-defined]  # Client has it; ClientAPI omits it
             self._client, self._collections = None, {}
 
     def collection(self, domain: str) -> Collection:
@@ -74,7 +81,7 @@ class VectorStore:
         with self._lock:
             if domain not in self._collections:
                 self._collections[domain] = client.get_or_create_collection(
-                    collection_name(domain), embedding_function=None,
+                    collection_name(domain, self._prefix), embedding_function=None,
                     configuration={"hnsw": {"space": "cosine"}})
             return self._collections[domain]
 
@@ -101,6 +108,26 @@ class VectorStore:
             query_embeddings=vector.reshape(1, -1), n_results=n, include=["distances"])
         ids, distances = found["ids"][0], (found["distances"] or [[]])[0]
         return [(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
+
+    def vector(self, domain: str, item: str) -> NDArray[np.float32] | None:
+        """The stored vector of ITEM, if there is one."""
+        found = self.collection(domain).get(ids=[item], include=["embeddings"])
+        embeddings = found["embeddings"]
+        return None if embeddings is None or len(embeddings) == 0 else np.asarray(embeddings[0], np.float32)
+
+    def stored(self, domain: str) -> int:
+        """Vectors in the domain's collection; 0 when it does not exist (it is not created)."""
+        if domain in self._collections:
+            return self.count(domain)
+        from chromadb.errors import NotFoundError
+
+        try:
+            found = self.open().get_collection(collection_name(domain, self._prefix), embedding_function=None)
+        except (NotFoundError, ValueError):  # ValueError: older chromadb
+            return 0
+        with self._lock:
+            self._collections.setdefault(domain, found)
+        return int(found.count())
 
     def count(self, domain: str) -> int:
         """Number of vectors in the domain's collection."""

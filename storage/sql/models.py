@@ -187,3 +187,24 @@ class WorkerLease(Base):
     expires_at: Mapped[float] = mapped_column(Float, default=0.0, doc="epoch seconds")
     watermark: Mapped[int] = mapped_column(BigInteger, default=0, doc="every id up to it is done")
     generation: Mapped[int] = mapped_column(Integer, default=0, doc="+1 whenever the holder changes")
+
+
+class ReasoningText(Base):
+    """One distinct reasoning text, stored once however many trades gave it."""
+
+    __tablename__ = "reasoning_texts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(String(32), unique=True, doc="blake2b-128 of the text, hex")
+    text: Mapped[str] = mapped_column(Text)
+
+
+class DecisionText(Base):
+    """Which reasoning text a live trade or a backtest's trade gave."""
+
+    __tablename__ = "decision_texts"
+    __table_args__ = (Index("ix_decision_texts_text", "text_id", "kind", "trade_id"),)
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True, doc="live or backtest")
+    trade_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, doc="trades.id or backtest_trades.id")
+    text_id: Mapped[int] = mapped_column(ForeignKey("reasoning_texts.id", ondelete="CASCADE"))

@@ -1,0 +1,84 @@
+"""Answers from decision memory — search, similar, recall — the same over REST, NATS and the CLI.
+
+The reasoning index ranks distinct texts; the database turns them into the trades that gave
+them, filtered, newest first within a text. Filters can leave few trades behind the top texts,
+so the ranking is widened until K trades are found or the index has no more to give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from core.decisions import (
+    Decision, DecisionFilter, DecisionPage, DecisionSearch, Kind, RecallRequest, SimilarDecisions,
+    SimilarQuery, summarize,
+)
+from core.errors import NotFound
+from handlers.events.reasoning_worker import ReasoningWorker
+from storage.rag.fusion import Ranking
+from storage.sql.models import Trade
+from storage.sql.reasoning_rows import Before, decisions, text_of
+
+FIRST_CANDIDATES = 50  # texts asked of the index at first; ×4 each time filters leave too few
+MAX_CANDIDATES = 3200
+
+
+@dataclass
+class DecisionMemory:
+    """Past decisions by what their reasoning says."""
+
+    sessions: async_sessionmaker[Any]
+    worker: ReasoningWorker
+
+    async def search(self, query: DecisionSearch) -> DecisionPage:
+        """Trades whose reasoning matches the query, best first."""
+        kinds: tuple[Kind, ...] = (query.kind,) if query.kind else ("live", "backtest")
+        found = await self._find(lambda n: self.worker.index.search(query.q, n), query, kinds, query.k)
+        return DecisionPage(results=found, index=await self.worker.lag())
+
+    async def similar(self, trade_id: int, query: SimilarQuery) -> SimilarDecisions:
+        """The earlier live trades reasoned most like trade TRADE_ID, and how they turned out."""
+        async with self.sessions() as session:
+            trade = await session.get(Trade, trade_id)
+            if trade is None:
+                raise NotFound(f"no trade with id {trade_id}")
+            stored = await text_of(session, "live", trade_id)
+        text_id, text = stored if stored is not None else (None, trade.reasoning)
+        same = query.scope == "same_source"
+        before = Before(trade.timestamp, trade.id, same_source=same, source=trade.source)
+        found = [] if not text.strip() else await self._find(
+            lambda n: self.worker.index.similar(text_id, text, n), DecisionFilter(), ("live",),
+            query.k, before)
+        return SimilarDecisions(results=found, summary=summarize(found), index=await self.worker.lag())
+
+    async def recall(self, request: RecallRequest) -> SimilarDecisions:
+        """What happened the last times a live trade was reasoned like this draft."""
+        where = DecisionFilter(asset=request.asset, source=request.source, strategy=request.strategy)
+        found = await self._find(lambda n: self.worker.index.search(request.reasoning, n), where,
+                                 ("live",), request.k)
+        return SimilarDecisions(results=found, summary=summarize(found), index=await self.worker.lag())
+
+    async def _find(self, rank: Any, where: DecisionFilter, kinds: Sequence[Kind], k: int,
+                    before: Before | None = None) -> list[Decision]:
+        """The top K decisions behind RANK(n)'s texts, widening n until enough are found."""
+        n = max(FIRST_CANDIDATES, 4 * k)
+        while True:
+            ranking: Ranking = await asyncio.to_thread(rank, n)
+            found = await self._decisions(ranking, where, kinds, k, before)
+            if len(found) >= k or len(ranking) < n or n >= MAX_CANDIDATES:
+                return found
+            n *= 4
+
+    async def _decisions(self, ranking: Ranking, where: DecisionFilter, kinds: Sequence[Kind], k: int,
+                         before: Before | None) -> list[Decision]:
+        scores = {int(text_id): score for text_id, score in ranking}
+        async with self.sessions() as session:
+            rows = [row for kind in kinds
+                    for row in await decisions(session, kind, list(scores), where, k, before)]
+        rows.sort(key=lambda row: (-scores[row[0]], -row[1].timestamp.timestamp(), -row[1].id))
+        return [decision.model_copy(update={"score": scores[text_id]}) for text_id, decision in rows[:k]]

@@ -1,0 +1,158 @@
+"""The reasoning worker: makes stored trades' reasoning searchable, in the background.
+
+One instance at a time (the "reasoning" lease) follows the live and the backtest trades in id
+order from their checkpoints and records which distinct text each gave (a text seen before
+costs a lookup), then embeds the texts not embedded yet, in id order, from a third checkpoint:
+a restart resumes where it stopped and never embeds a text twice. Every instance keeps its
+own lexical index of the texts in step with the table (cheap: no model), so its searches see
+every text by its words at once, and by meaning once embedded. The ingest path never waits:
+while the trades consumer commits full batches the worker stands aside, as the outcome
+worker does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from core.decisions import IndexLag, Kind
+from storage.rag.reasoning_index import ReasoningIndex
+from storage.sql.leases import IdFrontier, acquire, advance, release, renew, watermark
+from storage.sql.reasoning_rows import lag, map_texts, texts_after, trades_after
+
+log = logging.getLogger(__name__)
+LEASE = "reasoning"  # its watermark: live trades mapped to their texts
+CHECKPOINTS: dict[Kind, str] = {"live": LEASE, "backtest": "reasoning.backtests"}
+VECTORS = "reasoning.vectors"  # every text up to it is embedded
+LEASE_SECONDS = 30.0  # longer than one embedding batch takes on a loaded machine
+YIELD_SECONDS = 0.5
+
+
+class LeaseLost(Exception):
+    """Another instance took the lease during a pass: what this one computed is dropped."""
+
+
+@dataclass
+class ReasoningWorker:
+    """Maps and embeds reasoning; wake() after a commit of trades makes it look at once."""
+
+    sessions: async_sessionmaker[Any]
+    index: ReasoningIndex
+    batch: int = 5000  # trades mapped per pass
+    embed_batch: int = 128  # texts embedded per pass
+    full_batch: int = 2000  # the trades consumer's batch size
+    holder: str = field(default_factory=lambda: f"hub-{uuid.uuid4()}")
+    mapped: int = 0  # trades this instance mapped
+    _frontiers: dict[Kind, IdFrontier] = field(default_factory=lambda: {k: IdFrontier() for k in CHECKPOINTS})
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: bool = False
+    _ingest_busy_until: float = 0.0
+
+    def wake(self, stored: int) -> None:
+        """STORED new trades are committed; a full batch means ingest is catching up."""
+        if stored >= self.full_batch:
+            self._ingest_busy_until = time.monotonic() + YIELD_SECONDS
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the pass in hand, then return from run()."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Pass after pass until stopped; idle, it looks again each second or when woken."""
+        while not self._stopping:
+            while (wait := self._ingest_busy_until - time.monotonic()) > 0 and not self._stopping:
+                await asyncio.sleep(wait)
+            try:
+                more = await self.run_pass()
+            except Exception:
+                log.exception("reasoning pass failed; trying again")
+                more = False
+            if not more and not self._stopping:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                except TimeoutError:
+                    pass
+        try:
+            async with self.sessions() as session, session.begin():
+                await release(session, LEASE, self.holder)
+        except Exception as error:  # e.g. the database is away: the lease simply expires
+            log.warning("%s lease not handed over (%s); it expires in %.0f s", LEASE, error, LEASE_SECONDS)
+
+    async def run_pass(self) -> bool:
+        """Bring the lexical index up to date; map and embed one batch if this instance holds
+        the lease. Whether more may be waiting."""
+        lexical_more = await self.sync_lexical()
+        if not await self._work_waiting():  # idle: look without writing (no lock taken)
+            return lexical_more
+        async with self.sessions() as session, session.begin():
+            generation = await acquire(session, LEASE, self.holder, LEASE_SECONDS)
+        if generation is None:
+            return lexical_more
+        mapped_more = await self._map(generation)
+        embedded_more = await self._embed(generation)
+        return lexical_more or mapped_more or embedded_more
+
+    async def sync_lexical(self, limit: int = 5000) -> bool:
+        """Add the texts this instance's lexical index lacks; whether more may be waiting."""
+        mark = await asyncio.to_thread(self.index.lexical_mark)
+        async with self.sessions() as session:
+            texts = await texts_after(session, mark, limit)
+        if texts:
+            await asyncio.to_thread(self.index.add_lexical, texts)
+        return len(texts) == limit
+
+    async def lag(self) -> IndexLag:
+        """Live trades not searchable by meaning yet, and the age of the oldest."""
+        async with self.sessions() as session:
+            return await lag(session, await watermark(session, LEASE), await watermark(session, VECTORS))
+
+    async def _work_waiting(self) -> bool:
+        async with self.sessions() as session:
+            for kind, name in CHECKPOINTS.items():
+                if await trades_after(session, kind, await watermark(session, name), 1):
+                    return True
+            return bool(await texts_after(session, await watermark(session, VECTORS), 1))
+
+    async def _map(self, generation: int) -> bool:
+        """Record the texts of the next trades of each kind, fenced by the lease."""
+        found: dict[Kind, tuple[int, list[tuple[int, str]], int]] = {}
+        async with self.sessions() as session:
+            for kind, name in CHECKPOINTS.items():
+                mark = await watermark(session, name)
+                trades = await trades_after(session, kind, mark, self.batch)
+                checkpoint = self._frontiers[kind].advance(mark, [i for i, _ in trades])
+                found[kind] = (checkpoint, [t for t in trades if t[0] <= checkpoint], len(trades))
+        if not any(trades for _, trades, _ in found.values()):
+            return False
+        async with self.sessions() as session, session.begin():
+            await self._fence(session, generation)
+            for kind, (checkpoint, trades, _) in found.items():
+                await map_texts(session, kind, trades)
+                await advance(session, CHECKPOINTS[kind], checkpoint)
+        self.mapped += sum(len(trades) for _, trades, _ in found.values())
+        return any(read == self.batch for _, _, read in found.values())
+
+    async def _embed(self, generation: int) -> bool:
+        """Embed the next texts (in a thread), then move the checkpoint, fenced by the lease."""
+        async with self.sessions() as session:
+            texts = await texts_after(session, await watermark(session, VECTORS), self.embed_batch)
+        if not texts:
+            return False
+        await asyncio.to_thread(self.index.embed, texts)
+        async with self.sessions() as session, session.begin():
+            await self._fence(session, generation)
+            await advance(session, VECTORS, texts[-1][0])
+        return len(texts) == self.embed_batch
+
+    async def _fence(self, session: Any, generation: int) -> None:
+        if not await renew(session, LEASE, self.holder, generation, LEASE_SECONDS):
+            raise LeaseLost(f"lost the {LEASE} lease during a pass; its results are dropped")

@@ -1,0 +1,89 @@
+"""The reasoning index: every distinct reasoning text, searchable by its words (SQLite FTS5,
+in this instance's data folder) and by its meaning (the Chroma collection "reasoning").
+
+The knowledge base's pieces, reused: the same lexical index and query terms, the same
+embedding model, the same fusion. Ids are the texts' database ids, as strings, on both sides.
+Blocking by design: the hub calls it through asyncio.to_thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from core.settings import Settings
+from storage.rag.embedding import Embedder, shared_embedder
+from storage.rag.fusion import Ranking, fuse
+from storage.rag.lexical import LexicalIndex, StoredChunk
+from storage.rag.vectors import VectorStore
+
+COLLECTION = "reasoning"  # the Chroma collection, and the lexical rows' source and domain
+
+
+class ReasoningIndex:
+    """Distinct reasoning texts by id: added to the lexical side at once, embedded in batches."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self._path = settings.data_dir / "reasoning.db"
+        self._embedder = embedder
+        self._lexical: LexicalIndex | None = None
+        self._vectors = VectorStore(settings.chroma_url, settings.data_dir / "chroma", prefix="")
+        self._lock = threading.Lock()
+        self.embedded = 0  # texts this instance embedded
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        """The FTS5 file, opened on first use."""
+        with self._lock:
+            if self._lexical is None:
+                self._lexical = LexicalIndex(self._path)
+            return self._lexical
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedding model (the process's shared one unless given)."""
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = shared_embedder()
+            return self._embedder
+
+    def close(self) -> None:
+        """Close the FTS5 file and the Chroma client."""
+        with self._lock:
+            if self._lexical is not None:
+                self._lexical.close()
+                self._lexical = None
+        self._vectors.close()
+
+    def lexical_mark(self) -> int:
+        """Every text up to this id is in the lexical index."""
+        return self.lexical.last_position(COLLECTION)
+
+    def add_lexical(self, texts: Sequence[tuple[int, str]]) -> None:
+        """Make (id, text)s searchable by their words."""
+        self.lexical.append([StoredChunk(str(i), COLLECTION, COLLECTION, i, "", "", "", text)
+                             for i, text in texts])
+
+    def embed(self, texts: Sequence[tuple[int, str]]) -> None:
+        """Make (id, text)s searchable by meaning: one embedding each."""
+        vectors = self.embedder.embed([text for _, text in texts])
+        self._vectors.upsert(COLLECTION, [str(i) for i, _ in texts], vectors,
+                             [""] * len(texts), [{"chars": len(text)} for _, text in texts])
+        self.embedded += len(texts)
+
+    def search(self, query: str, n: int) -> Ranking:
+        """Text ids best first, hybrid: the top N by meaning and by words, fused."""
+        dense = self._dense(query, None, n)
+        return fuse([dense, self.lexical.search(query, None, n)])
+
+    def similar(self, text_id: int | None, text: str, n: int) -> Ranking:
+        """Like search, for a stored text: its own vector is used when it has one."""
+        return fuse([self._dense(text, text_id, n), self.lexical.search(text, None, n)])
+
+    def _dense(self, text: str, text_id: int | None, n: int) -> Ranking:
+        if self._vectors.stored(COLLECTION) == 0:
+            return []
+        vector = self._vectors.vector(COLLECTION, str(text_id)) if text_id is not None else None
+        if vector is None:
+            vector = self.embedder.embed_query(text)
+        return self._vectors.query(COLLECTION, vector, n)
