@@ -39,10 +39,12 @@ from bus.replies import serve as serve_responder
 from bus.streams import ensure_consumer, ensure_hub_streams
 from core.daemon_state import clear_state, write_state
 from core.errors import HubError, UsageError
+from core.decisions import RecallRequest
 from core.knowledge import SearchRequest
 from core.performance import CalibrationQuery, PerformanceQuery
 from core.settings import Settings
 from handlers.cli import commands
+from handlers.cli.decision_commands import recall_command
 from handlers.cli.knowledge_commands import index_command, search_command
 from handlers.cli.options import describe_options, validated
 from handlers.cli.outcome_commands import calibration_command, performance_command
@@ -340,6 +342,23 @@ async def run_search(settings: Settings, args: argparse.Namespace) -> None:
         await search_command(hub, local_indexer(settings), search)
 
 
+@asynccontextmanager
+async def local_memory(settings: Settings) -> AsyncIterator[DecisionMemory]:
+    """Decision memory over a stopped hub's store, as far as it was indexed (no worker runs)."""
+    async with open_database(settings) as engine:
+        index = ReasoningIndex(settings)
+        try:
+            yield DecisionMemory(async_sessions(engine), ReasoningWorker(async_sessions(engine), index))
+        finally:
+            await asyncio.to_thread(index.close)
+
+
+async def run_recall(settings: Settings, args: argparse.Namespace) -> None:
+    draft = validated(RecallRequest, _given(args, RecallRequest), flags={"reasoning": "the reasoning", "k": "-k"})
+    async with hub_or_local(settings) as hub:
+        await recall_command(hub, lambda: local_memory(settings), draft)
+
+
 async def run_publish_trade(settings: Settings, args: argparse.Namespace) -> None:
     trade = commands.trade_from_options(vars(args))
     async with await HubPublisher.connect(settings, "hub-cli") as publisher:
@@ -403,7 +422,8 @@ COMMANDS: dict[str, Runner] = {
     "run": run_daemon, "nats-url": run_nats_url, "publish-trade": run_publish_trade,
     "schemas": run_schemas, "view-trades": run_view_trades, "index": run_index,
     "search": run_search, "import-report": run_import_report, "db": run_db,
-    "performance": run_performance, "calibration": run_calibration, "mcp": run_mcp,
+    "performance": run_performance, "calibration": run_calibration, "recall": run_recall,
+    "mcp": run_mcp,
 }
 
 

@@ -159,6 +159,11 @@ async def health(hub: HubProcess) -> dict[str, Any]:
     return body
 
 
+async def is_warm(hub: HubProcess) -> bool:
+    """Whether the hub has loaded its embedding model."""
+    return bool((await health(hub))["embedder"]["detail"]["ready"])
+
+
 async def is_ok(hub: HubProcess) -> bool:
     """Whether the hub runs and says it is healthy."""
     assert hub.process.poll() is None, "the hub exited:\n" + hub.output[-3000:]
@@ -237,6 +242,8 @@ async def test_killing_a_node_mid_stream_loses_and_doubles_nothing(
     js = client.jetstream()
     try:
         await eventually(lambda: is_ok(hub), timeout=60, what="the hub up on the cluster")
+        # Warm too (model loaded, stores open): its start-up work would slow the first quarter.
+        await eventually(lambda: is_warm(hub), timeout=60, what="the hub warm")
         for name in STREAMS:
             info = await js.stream_info(name)
             assert info.config.num_replicas == 3 and len(_peers(info)) == 3

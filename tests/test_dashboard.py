@@ -513,3 +513,181 @@ async def test_live_rows_show_each_outcome_in_place(browser: Browser, hub: Hub, 
     await expect(row("win exit").locator("td.outcome-cell")).to_have_text("exit +12.00")
     await expect(row("still open").locator("td.outcome-cell")).to_have_text("open")
     assert watched.errors == []
+
+
+OVERSOLD = "RSI(14) at 24 on the four-hour chart, deeply oversold; buying the bounce"
+AGAIN = "RSI(14) at 26 on the hourly, oversold again: <b>buying</b> the dip"
+DECISIONS = [  # source, asset, action, price, minutes ago, reasoning
+    ("memory-bot", "BTC", "BUY", 100.0, 50, OVERSOLD),  # closed +10 by the next
+    ("memory-bot", "BTC", "SELL", 110.0, 40, "Taking profit into resistance after the oversold bounce"),
+    ("other-bot", "ETH", "BUY", 100.0, 30, "Funding turned sharply negative while open interest climbs"),
+    ("other-bot", "ETH", "SELL", 95.0, 20, "Stopped out: the short squeeze never came"),  # -5 on both
+    ("memory-bot", "BTC", "BUY", 100.0, 10, AGAIN),  # still open
+]
+
+
+async def api(hub: Hub, path: str, **params: Any) -> dict[str, Any]:
+    response = await hub.http.get(path, params={k: str(v) for k, v in params.items() if v != ""})
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def searchable(hub: Hub, live_trades: int, backtests: bool = False) -> None:
+    """Wait until LIVE_TRADES trades are stored and searchable by meaning (and, with BACKTESTS,
+    a backtest's trades: the index lag counts live trades only)."""
+    async def ready() -> bool:
+        health = await api(hub, "/api/health")
+        stored = await api(hub, "/api/trades", limit=500)
+        if len(stored["trades"]) != live_trades or health["reasoning"]["detail"]["trades_behind"] != 0:
+            return False
+        return not backtests or bool((await api(hub, "/api/trades/search", q="RSI", kind="backtest"))["results"])
+
+    await eventually(ready, timeout=120, what=f"{live_trades} trades searchable by meaning")
+
+
+async def ids_shown(rows: Any) -> list[int]:
+    return [int(i) for i in await rows.evaluate_all("trs => trs.map(tr => tr.dataset.id)")]
+
+
+async def test_decision_search_ranks_filters_and_opens_similar_decisions(
+    browser: Browser, hub: Hub, nc: Nats
+) -> None:
+    await publish_raw(nc, "backtests.completed", backtest("bt-memory"))
+    for source, asset, action, price, minutes, reasoning in DECISIONS:
+        await publish_trade(nc, source=source, strategy="swing", asset=asset, action=action, price=price,
+                            quantity=1.0, confidence=60, timestamp=minutes_ago(minutes), reasoning=reasoning)
+    by_text = {t["reasoning"]: t for t in await paired_trades(hub, len(DECISIONS))}
+    await searchable(hub, len(DECISIONS), backtests=True)
+
+    watched = await open_page(browser, hub)
+    page = watched.page
+    await live(page)
+    await expect(page.locator("#live-rows tr")).to_have_count(len(DECISIONS))
+    query = "oversold RSI bounce"
+    rows = page.locator("#dm-table tbody tr")
+
+    async def shows(outcome: str = "", kind: str = "") -> list[dict[str, Any]]:
+        """The page lists what the API answers for the same question, in its order."""
+        expected = (await api(hub, "/api/trades/search", q=query, k=20, outcome=outcome, kind=kind))["results"]
+        assert expected, (outcome, kind)
+        box = page.locator("#dm-results")
+        await expect(box).to_have_attribute("data-outcome", outcome)
+        await expect(box).to_have_attribute("data-kind", kind)
+        await expect(box).not_to_have_attribute("aria-busy", "true")
+        assert await ids_shown(rows) == [r["id"] for r in expected]
+        return list(expected)
+
+    await page.fill("#dm-q", query)
+    await page.click("#dm-form button[type=submit]")
+    ranked = await shows()
+    assert "oversold" in ranked[0]["reasoning"]
+    assert {r["kind"] for r in ranked} == {"live", "backtest"}
+    await expect(page.locator("#dm-info")).to_contain_text(f"{len(ranked)} decisions, best first")
+    await expect(page.locator("#dm-lag")).to_be_hidden()
+    exit_row = rows.filter(has_text="Taking profit into resistance")
+    await expect(exit_row.locator("td.outcome-cell")).to_have_text("exit")
+    await expect(exit_row.locator("td.pnl-cell")).to_have_text("+10.00")
+    await expect(exit_row).to_contain_text("memory-bot / swing")
+
+    await page.select_option("#dm-kind", "live")  # a filter changed: searched again
+    await page.select_option("#dm-outcome", "win")
+    wins = await shows("win", "live")
+    assert sorted(r["id"] for r in wins) == sorted(by_text[t]["id"] for t in (OVERSOLD, DECISIONS[1][5]))
+    for cell in await rows.locator("td.pnl-cell").all():
+        await expect(cell).to_have_text("+10.00")
+        await expect(cell.locator(".pnl")).to_have_class(re.compile(r"\bpos\b"))
+    await page.select_option("#dm-outcome", "loss")
+    assert {r["source"] for r in await shows("loss", "live")} == {"other-bot"}
+    for cell in await rows.locator("td.pnl-cell").all():
+        await expect(cell).to_have_text("-5.00")
+    await page.select_option("#dm-outcome", "open")
+    [still_open] = await shows("open", "live")
+    assert still_open["id"] == by_text[AGAIN]["id"]
+    await expect(rows.first.locator("td.reasoning")).to_have_text(AGAIN)  # as text
+    assert await page.locator("#live").locator("b, script").count() == 0
+    await shot(page, "decision_search")
+
+    # Selecting a result opens its detail: the earlier trades reasoned most like it.
+    await rows.first.click()
+    dialog = page.locator("#trade-dialog")
+    await expect(dialog).to_be_visible()
+    await expect(page).to_have_url(re.compile(rf"#live/{still_open['id']}$"))
+    await expect(dialog.locator("#td-reasoning")).to_have_text(AGAIN)
+    await expect(dialog.locator("#td-title")).to_contain_text("BUY BTC")
+    similar = page.locator("#td-similar-table tbody tr")
+    everyone = await api(hub, f"/api/trades/{still_open['id']}/similar", k=20, scope="all")
+    assert everyone["summary"] == {"n": 4, "closed": 4, "wins": 2, "win_rate": 0.5, "mean_pnl": 2.5}
+    await expect(similar).to_have_count(4)
+    assert await ids_shown(similar) == [r["id"] for r in everyone["results"]]
+    await expect(dialog.locator("#td-summary")).to_have_text(
+        "The 4 earlier trades reasoned most like this one: won 50% of 4 closed, mean PnL +2.50.")
+    await expect(dialog.locator("#td-scope button[data-scope=all]")).to_have_attribute("aria-pressed", "true")
+    assert await dialog.locator("b, script").count() == 0
+    await shot(page, "trade_detail")
+
+    await dialog.locator("#td-scope button[data-scope=same_source]").click()
+    own = await api(hub, f"/api/trades/{still_open['id']}/similar", k=20, scope="same_source")
+    assert {r["source"] for r in own["results"]} == {"memory-bot"} and own["summary"]["n"] == 2
+    await expect(similar).to_have_count(2)
+    assert await ids_shown(similar) == [r["id"] for r in own["results"]]
+    await expect(dialog.locator("#td-summary")).to_have_text(
+        "The 2 earlier trades from the same source reasoned most like this one: "
+        "won 100% of 2 closed, mean PnL +10.00.")
+
+    # A similar decision opens in its turn; the first trade has none before it.
+    first = by_text[OVERSOLD]["id"]
+    await similar.filter(has_text=OVERSOLD).click()
+    await expect(page).to_have_url(re.compile(rf"#live/{first}$"))
+    await expect(dialog.locator("#td-reasoning")).to_have_text(OVERSOLD)
+    await expect(dialog.locator("#td-summary")).to_have_text(
+        "No earlier trade from the same source was reasoned like this one.")
+    await expect(similar).to_have_count(0)
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await expect(page).to_have_url(re.compile(r"#live$"))
+
+    # A live row opens the same detail.
+    await page.locator("#live-rows tr", has_text="Stopped out").click()
+    await expect(dialog.locator("#td-reasoning")).to_have_text(DECISIONS[3][5])
+    await expect(dialog.locator("#td-trade")).to_contain_text("exit -5.00")
+    await dialog.get_by_role("button", name="close").click()
+    await expect(dialog).to_be_hidden()
+
+    # A backtest's decision opens its backtest.
+    await page.select_option("#dm-outcome", "")
+    await page.select_option("#dm-kind", "backtest")
+    tested = await shows("", "backtest")
+    assert {r["kind"] for r in tested} == {"backtest"}
+    await expect(rows.first).to_contain_text(f"backtest #{tested[0]['backtest_id']}")
+    await rows.first.click()
+    await expect(page).to_have_url(re.compile(rf"#backtests/{tested[0]['backtest_id']}$"))
+    await expect(page.locator("#bt-detail h3")).to_contain_text("rsi_reversion")
+    assert watched.dialogs == []
+    assert watched.errors == []
+
+
+async def test_decision_search_says_how_far_the_index_is_behind(browser: Browser, hub: Hub, nc: Nats) -> None:
+    await publish_trade(nc, timestamp=now(), reasoning=OVERSOLD)
+    await searchable(hub, 1)
+    watched = await open_page(browser, hub)
+    page = watched.page
+    await live(page)
+
+    async def behind(route: Any) -> None:  # as if three trades were still waiting to be embedded
+        response = await route.fetch()
+        body = await response.json()
+        body["index"] = {"trades_behind": 3, "seconds_behind": 12.5}
+        await route.fulfill(response=response, json=body)
+
+    await page.route(re.compile(r"/api/trades/search\?"), behind)
+    await page.fill("#dm-q", "deeply oversold")
+    await page.press("#dm-q", "Enter")
+    await expect(page.locator("#dm-table tbody tr")).to_have_count(1)
+    await expect(page.locator("#dm-lag")).to_have_text("3 trades not yet searchable by meaning.")
+    await page.click("#dm-clear")
+    await expect(page.locator("#dm-results table")).to_have_count(0)
+    await expect(page.locator("#dm-lag")).to_be_hidden()
+    await expect(page.locator("#dm-q")).to_have_value("")
+    assert watched.errors == []
+

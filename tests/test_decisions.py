@@ -15,8 +15,10 @@ from core.decisions import DecisionPage, DecisionSearch, SimilarDecisions, Simil
 from core.subjects import DECISION_SEARCH, DECISION_SIMILAR
 from handlers.http.keys import MEMORY
 from tests.support.hub_app import Hub, hub_settings, start_hub
+from tests.support.hub_process import HubProcess, hub_env
 from tests.support.payloads import publish_raw, publish_trade
-from tests.support.waiting import eventually
+from tests.support.processes import main_py
+from tests.support.waiting import eventually, wait_until
 from tests.test_backtests import backtest
 
 OVERSOLD = "RSI(14) printed 24 on the four-hour chart, deeply oversold; buying the bounce"
@@ -227,3 +229,23 @@ async def test_backtest_trades_are_searchable_and_marked(hub: Hub, nc: Nats) -> 
     tested = await search(hub, q="RSI 72 overbought", kind="backtest", k=1)
     assert tested[0]["outcome"] == {"status": "exit", "realized_pnl": pytest.approx(97.0)}
     assert {t["kind"] for t in await search(hub, q="RSI 27 oversold", kind="live")} == {"live"}
+
+
+def test_recall_prints_a_table_through_the_hub_and_from_a_stopped_hubs_store(tmp_path: Path) -> None:
+    hub = HubProcess(hub_env(tmp_path))
+    try:
+        for action, price in (("BUY", "100"), ("SELL", "120")):  # timed by the stream, in order
+            published = hub.cli("publish-trade", "--asset", "BTC", "--action", action, "--price", price,
+                                "--quantity", "1", "--confidence", "70", "--source", "bot7",
+                                "--reasoning", OVERSOLD)
+            assert published.returncode == 0, published.stderr
+        wait_until(lambda: hub.get("/api/health")["reasoning"]["detail"]["trades_behind"] == 0
+                   and len(hub.get("/api/trades")["trades"]) == 2, timeout=60)
+        through_hub = hub.cli("recall", PARAPHRASE, "--source", "bot7", "-k", "5")
+    finally:
+        assert hub.stop() == 0
+    assert through_hub.returncode == 0, through_hub.stderr
+    assert "2 similar past decisions" in through_hub.stdout and "bot7" in through_hub.stdout
+    assert "2 closed: won 100% (2)" in through_hub.stdout and "mean PnL 20.00" in through_hub.stdout
+    local = main_py("recall", PARAPHRASE, "--source", "bot7", "-k", "5", env=hub.env, timeout=90)
+    assert local.returncode == 0 and local.stdout == through_hub.stdout, local.stderr

@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     search.add_argument("--domain", choices=DOMAINS)
     search.add_argument("-k", type=int, default=5, help="how many results (default 5)")
+    recall = sub.add_parser("recall", help="what happened the last times a trade was reasoned like this")
+    recall.set_defaults(command="recall")
+    recall.add_argument("reasoning", help="the draft reasoning, in your own words")
+    for name in ("asset", "source", "strategy"):
+        recall.add_argument(f"--{name}", help=f"only past decisions of this {name}")
+    recall.add_argument("-k", type=int, default=10, help="how many past decisions (default 10)")
     performance = sub.add_parser("performance", help="live realized performance per agent")
     performance.set_defaults(command="performance")
     add_model_options(performance, PerformanceQuery)

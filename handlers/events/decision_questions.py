@@ -22,7 +22,7 @@ from core.errors import NotFound
 from handlers.events.reasoning_worker import ReasoningWorker
 from storage.rag.fusion import Ranking
 from storage.sql.models import Trade
-from storage.sql.reasoning_rows import Before, decisions, text_of
+from storage.sql.reasoning_rows import Before, candidates, decisions, text_of
 
 FIRST_CANDIDATES = 50  # texts asked of the index at first; ×4 each time filters leave too few
 MAX_CANDIDATES = 3200
@@ -76,9 +76,14 @@ class DecisionMemory:
 
     async def _decisions(self, ranking: Ranking, where: DecisionFilter, kinds: Sequence[Kind], k: int,
                          before: Before | None) -> list[Decision]:
+        """The best K: texts by rank, within a text the newest; only those K rows are read whole."""
         scores = {int(text_id): score for text_id, score in ranking}
         async with self.sessions() as session:
-            rows = [row for kind in kinds
-                    for row in await decisions(session, kind, list(scores), where, k, before)]
-        rows.sort(key=lambda row: (-scores[row[0]], -row[1].timestamp.timestamp(), -row[1].id))
-        return [decision.model_copy(update={"score": scores[text_id]}) for text_id, decision in rows[:k]]
+            found = [(kind, *row) for kind in kinds
+                     for row in await candidates(session, kind, list(scores), where, k, before)]
+            found.sort(key=lambda row: (-scores[row[1]], -row[3], -row[2]))
+            best = found[:k]
+            loaded = {kind: await decisions(session, kind, [row[2] for row in best if row[0] == kind])
+                      for kind in kinds}
+        return [loaded[kind][trade_id].model_copy(update={"score": scores[text_id]})
+                for kind, text_id, trade_id, _ in best if trade_id in loaded[kind]]

@@ -77,8 +77,9 @@ class ReasoningWorker:
                 more = False
             if not more and not self._stopping:
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                try:  # a timeout scope, not wait_for: no task is made for each idle second
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         try:

@@ -76,6 +76,14 @@ class ReasoningIndex:
         dense = self._dense(query, None, n)
         return fuse([dense, self.lexical.search(query, None, n)])
 
+    def search_dense(self, query: str, n: int) -> Ranking:
+        """By meaning only; score is cosine similarity."""
+        return self._dense(query, None, n)
+
+    def search_lexical(self, query: str, n: int) -> Ranking:
+        """By words only (BM25); score is -bm25."""
+        return self.lexical.search(query, None, n)
+
     def similar(self, text_id: int | None, text: str, n: int) -> Ranking:
         """Like search, for a stored text: its own vector is used when it has one."""
         return fuse([self._dense(text, text_id, n), self.lexical.search(text, None, n)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import datetime, timezone
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,9 @@ from core.api import OutcomeOut
 from core.decisions import Decision, DecisionFilter, IndexLag, Kind
 from core.outcomes import Outcome
 from core.pairing import EPS
-from storage.sql.models import Backtest, BacktestTrade, DecisionText, ReasoningText, Trade, TradeOutcome
+from storage.sql.models import (
+    Backtest, BacktestTrade, DecisionText, ReasoningText, Trade, TradeOutcome,
+)
 
 D, R, O = DecisionText, ReasoningText, TradeOutcome
 TABLES: dict[Kind, Any] = {"live": Trade, "backtest": BacktestTrade}
@@ -95,25 +98,41 @@ class Before:
     source: str | None = None
 
 
-async def decisions(session: AsyncSession, kind: Kind, text_ids: Sequence[int], where: DecisionFilter,
-                    per_text: int, before: Before | None = None) -> list[tuple[int, Decision]]:
-    """The trades of KIND that gave these texts and match WHERE, the newest PER_TEXT of each
-    text, as (text id, decision with score 0)."""
+async def candidates(session: AsyncSession, kind: Kind, text_ids: Sequence[int], where: DecisionFilter,
+                     per_text: int, before: Before | None = None) -> list[tuple[int, int, float]]:
+    """(text id, trade id, epoch seconds) of the trades of KIND that gave these texts and match
+    WHERE: the newest PER_TEXT of each text."""
     if not text_ids:
         return []
     table = TABLES[kind]
     extra = (O, O.trade_id == table.id) if kind == "live" else (Backtest, Backtest.id == table.backtest_id)
     newest = func.row_number().over(partition_by=D.text_id, order_by=table.id.desc()).label("newest")
-    chosen = (select(D.text_id, D.trade_id, newest).join(table, table.id == D.trade_id).outerjoin(*extra)
+    chosen = (select(D.text_id, D.trade_id, table.timestamp, newest).join(table, table.id == D.trade_id)
+              .outerjoin(*extra)
               .where(D.kind == kind, D.text_id.in_(list(text_ids)), *_conditions(kind, where, before))
               .subquery())
-    columns = (O.exit_quantity, O.remaining, O.opened, O.exit_pnl, O.entry_pnl) if kind == "live" else (
-        Backtest.strategy,)
-    picked = (select(chosen.c.text_id, table, *columns).join(table, table.id == chosen.c.trade_id)
-              .outerjoin(*extra).where(chosen.c.newest <= per_text))
-    rows = await session.execute(picked)
-    return [(row[0], _live(row[1], row[2:]) if kind == "live" else _tested(row[1], row[2]))
-            for row in rows]
+    rows = await session.execute(select(chosen.c.text_id, chosen.c.trade_id, chosen.c.timestamp)
+                                 .where(chosen.c.newest <= per_text))
+    return [(row[0], row[1], _epoch(row[2])) for row in rows]
+
+
+def _epoch(stamp: datetime) -> float:
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+
+
+async def decisions(session: AsyncSession, kind: Kind, trade_ids: Sequence[int]) -> dict[int, Decision]:
+    """The trades of KIND with these ids, as decisions (score 0), with their outcomes."""
+    if not trade_ids:
+        return {}
+    table = TABLES[kind]
+    if kind == "live":
+        rows = await session.execute(
+            select(Trade, O.exit_quantity, O.remaining, O.opened, O.exit_pnl, O.entry_pnl)
+            .outerjoin(O, O.trade_id == Trade.id).where(Trade.id.in_(list(trade_ids))))
+        return {row[0].id: _live(row[0], row[1:]) for row in rows}
+    tested = await session.execute(select(table, Backtest.strategy).join(Backtest, Backtest.id == table.backtest_id)
+                                   .where(table.id.in_(list(trade_ids))))
+    return {row[0].id: _tested(row[0], row[1]) for row in tested}
 
 
 def _live(trade: Trade, paired: Sequence[Any]) -> Decision:

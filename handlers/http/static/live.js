@@ -1,10 +1,13 @@
 // Live trades: newest first (in the order the hub stored them), from the WebSocket, with the
 // gap after a reconnect filled from GET /api/trades and every trade shown once (keyed by id).
 // Each row shows the trade's outcome once the hub has paired it, updated in place by the
-// outcome events; a catch-up also refreshes the outcomes of the rows already shown.
+// outcome events; a catch-up also refreshes the outcomes of the rows already shown. Selecting a
+// row opens the trade's detail (#live/<id>, trade.js).
 
 import { getJson } from "./api.js";
-import { $, fill, fmtNum, fmtTime, h, reasoningCell, showError, sign } from "./util.js";
+import {
+  $, fill, fmtNum, fmtTime, h, OUTCOME_STATUS, pnlSpan, reasoningCell, showError, statusBadge,
+} from "./util.js";
 
 const MAX_ROWS = 500;
 const FIRST_PAGE = 200;
@@ -23,13 +26,6 @@ const assets = new Set();
 // event told it. Kept for trades not shown too, as an outcome may arrive before its trade.
 const outcomes = new Map();
 const MAX_OUTCOMES = 5000;
-// What each status means, for the cell's tooltip (core/outcomes.py defines them).
-const STATUS = {
-  open: "an entry none of which is closed yet",
-  partial: "an entry part of which is closed",
-  closed: "an entry all of which is closed: PnL the exits realized on it, net of fees",
-  exit: "a trade that closed quantity: its PnL, net of fees",
-};
 
 function filters() {
   return { asset: $("live-asset").value.trim().toUpperCase(), action: $("live-action").value };
@@ -44,10 +40,8 @@ function outcomeCell(td, outcome) {
   const status = outcome && outcome.status;
   const pnl = outcome ? outcome.realized_pnl : null;
   td.dataset.status = status || "";
-  td.title = status ? STATUS[status] || "" : "not paired yet";
-  fill(td, status ? h("span", { className: `outcome ${status}` }, status) : "—",
-    pnl === null || pnl === undefined ? null
-      : h("span", { className: `pnl ${sign(pnl)}` }, ` ${pnl > 0 ? "+" : ""}${fmtNum(pnl, 2)}`));
+  td.title = status ? OUTCOME_STATUS[status] || "" : "not paired yet";
+  fill(td, statusBadge(outcome), pnl === null || pnl === undefined ? null : " ", pnlSpan(pnl));
   return td;
 }
 
@@ -69,7 +63,11 @@ function learn(trade, asked) {
 
 function renderRow(trade, fresh, outcome) {
   const who = [trade.source, trade.strategy].filter(Boolean).join(" / ");
-  return h("tr", { className: fresh ? "fresh" : "", "data-id": trade.id },
+  const open = () => { location.hash = `#live/${trade.id}`; }; // its detail: trade.js
+  return h("tr", {
+    className: fresh ? "fresh" : "", "data-id": trade.id, tabIndex: 0,
+    onclick: open, onkeydown: (event) => { if (event.key === "Enter") open(); },
+  },
     h("td", { className: "time" }, fmtTime(trade.timestamp)),
     h("td", {}, trade.asset),
     h("td", {}, h("span", { className: `badge ${trade.action.toLowerCase()}` }, trade.action)),

@@ -76,6 +76,31 @@ export function sign(value) {
   return value > 0 ? "pos" : "neg";
 }
 
+/** A signed amount: "+12.00", "-5.00"; "—" for none. */
+export function money(value) {
+  if (value === null || value === undefined) return "—";
+  return `${value > 0 ? "+" : ""}${fmtNum(value, 2)}`;
+}
+
+// What each outcome status means, for tooltips (core/outcomes.py defines them).
+export const OUTCOME_STATUS = {
+  open: "an entry none of which is closed yet",
+  partial: "an entry part of which is closed",
+  closed: "an entry all of which is closed: PnL the exits realized on it, net of fees",
+  exit: "a trade that closed quantity: its PnL, net of fees",
+};
+
+/** An outcome's status as a badge, or "—" while the hub has not paired the trade. */
+export function statusBadge(outcome) {
+  const status = outcome && outcome.status;
+  return status ? h("span", { className: `outcome ${status}`, title: OUTCOME_STATUS[status] || "" }, status) : "—";
+}
+
+/** A realized PnL coloured as a win or a loss; null when there is none. */
+export function pnlSpan(pnl) {
+  return pnl === null || pnl === undefined ? null : h("span", { className: `pnl ${sign(pnl)}` }, money(pnl));
+}
+
 /** A reasoning cell: the first line, with a button revealing the full text on demand. */
 export function reasoningCell(text, limit = 90) {
   const full = text || "";

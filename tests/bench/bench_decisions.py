@@ -1,0 +1,152 @@
+"""Decision memory at scale: the reasoning worker's catch-up over a million stored trades, and
+warm search / similar / recall latency, query embedding included.
+
+    .venv/bin/python -m tests.bench.bench_decisions [--trades 1000000] [--distinct 100000]
+                                                    [--queries 200] [--embed-budget 900]
+
+The trades (deterministic seed) are written straight into a SQLite file in a scratch folder
+(ingest is measured elsewhere), their reasoning drawn from --distinct texts written from the
+evaluation set's twelve themes (tests/support/reasoning_eval.py) with varied numbers, assets
+and context, so bots repeat texts as they do.
+
+1. mapping    the worker records which text each trade gave (a repeated text costs a
+              lookup): trades per second over all --trades.
+2. embedding  the worker embeds every distinct text, in its batches, into Chroma: texts per
+              second, beside the embedder's own rate on 2,000 of the same texts in the same
+              run (embed() in batches of 32, nothing else), and the ratio. Past
+              --embed-budget seconds the rest are embedded the same way, untimed (step 3
+              needs the whole index).
+3. queries    DecisionMemory.search (k=10), .similar (k=20, scope all, a random trade each
+              time) and .recall (k=10) --queries times each after 20 warm-ups: p50 / p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+
+from core.decisions import DecisionSearch, RecallRequest, SimilarQuery
+from core.settings import Settings
+from handlers.events.decision_questions import DecisionMemory
+from handlers.events.reasoning_worker import LEASE, ReasoningWorker
+from storage.rag.reasoning_index import ReasoningIndex
+from storage.sql.engine import async_sessions, create_hub_engine
+from storage.sql.leases import acquire
+from storage.sql.migrate import upgrade
+from storage.sql.models import Trade
+from tests.support.reasoning_eval import ASSETS, CONTEXT, QUERIES, THEMES
+
+
+def distinct_texts(count: int, seed: int = 11) -> list[str]:
+    """COUNT different reasonings from the twelve themes."""
+    rng, seen = random.Random(seed), dict[str, None]()
+    patterns = [p for theme in THEMES.values() for p in theme]
+    while len(seen) < count:
+        text = (rng.choice(patterns).format(a=rng.choice(ASSETS), n=rng.randint(10, 99), m=rng.randint(10, 999))
+                + rng.choice(CONTEXT) + f"; size {rng.randint(1, 99)}% of book, id {rng.randint(1, 10**6)}")
+        seen[text] = None
+    return list(seen)
+
+
+async def store_trades(sessions: Any, texts: list[str], trades: int, seed: int = 12) -> None:
+    """TRADES rows, one second apart, each reasoning one of TEXTS (each at least once)."""
+    rng, start = random.Random(seed), time.time() - trades
+    for first in range(0, trades, 10_000):
+        rows = [{"event_id": f"bench-{i}", "timestamp": _at(start + i), "asset": rng.choice(ASSETS),
+                 "action": rng.choice(("BUY", "SELL")), "price": 100.0, "quantity": 1.0,
+                 "reasoning": texts[i] if i < len(texts) else rng.choice(texts),
+                 "confidence": rng.randint(0, 100), "source": f"bot-{rng.randrange(100):03d}",
+                 "strategy": "s", "fee": 0.0} for i in range(first, min(first + 10_000, trades))]
+        async with sessions() as session, session.begin():
+            await session.execute(insert(Trade), rows)
+
+
+def _at(epoch: float) -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return f"p50 {statistics.median(ordered) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
+
+
+async def timed(call: Any, arguments: list[Any], warm: int = 20) -> list[float]:
+    for argument in arguments[:warm]:
+        await call(argument)
+    samples = []
+    for argument in arguments:
+        started = time.perf_counter()
+        await call(argument)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def main(args: argparse.Namespace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="bench-decisions-"))
+    settings = Settings(data_dir=folder, database_url=f"sqlite+aiosqlite:///{folder / 'hub.db'}")
+    engine = create_hub_engine(settings.database_url)
+    await upgrade(engine)
+    sessions = async_sessions(engine)
+    texts = distinct_texts(args.distinct)
+    started = time.perf_counter()
+    await store_trades(sessions, texts, args.trades)
+    print(f"stored {args.trades:,} trades with {len(texts):,} distinct texts in {time.perf_counter() - started:.0f} s")
+
+    index = ReasoningIndex(settings)
+    worker = ReasoningWorker(sessions, index)
+    async with sessions() as session, session.begin():
+        generation = await acquire(session, LEASE, worker.holder, 3600)
+    assert generation is not None
+    await asyncio.to_thread(index.embedder.embed, texts[:64])  # the model loaded before timing
+
+    started = time.perf_counter()
+    while await worker._map(generation):
+        pass
+    mapping = time.perf_counter() - started
+    print(f"1. mapping    {worker.mapped:,} trades in {mapping:.1f} s: {worker.mapped / mapping:,.0f} trades/s")
+
+    sample = texts[-2000:]
+    started = time.perf_counter()
+    await asyncio.to_thread(index.embedder.embed, sample)
+    own_rate = len(sample) / (time.perf_counter() - started)
+    started, deadline = time.perf_counter(), time.perf_counter() + args.embed_budget
+    while time.perf_counter() < deadline and await worker._embed(generation):
+        pass
+    embedding = time.perf_counter() - started
+    rate = index.embedded / embedding
+    print(f"2. embedding  {index.embedded:,} texts in {embedding:.0f} s: {rate:,.0f} texts/s; the embedder "
+          f"alone: {own_rate:,.0f} texts/s; ratio {rate / own_rate:.2f}")
+    while await worker._embed(generation):  # the rest, so that the queries see a whole index
+        pass
+    await worker.sync_lexical(limit=args.distinct + 1)
+
+    memory, rng = DecisionMemory(sessions, worker), random.Random(5)
+    queries = [QUERIES[i % len(QUERIES)][0] for i in range(args.queries)]
+    searched = await timed(lambda q: memory.search(DecisionSearch(q=q, k=10)), queries)
+    trade_ids = [rng.randint(args.trades // 2, args.trades) for _ in range(args.queries)]
+    similar = await timed(lambda i: memory.similar(i, SimilarQuery(k=20, scope="all")), trade_ids)
+    recalled = await timed(lambda q: memory.recall(RecallRequest(reasoning=q, k=10)), queries)
+    print(f"3. queries    search {percentiles(searched)}; similar {percentiles(similar)}; "
+          f"recall {percentiles(recalled)}")
+    await asyncio.to_thread(index.close)
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--distinct", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--embed-budget", type=float, default=900.0)
+    asyncio.run(main(parser.parse_args()))
