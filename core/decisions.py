@@ -94,8 +94,9 @@ class MemorySummary(BaseModel):
 class IndexLag(BaseModel):
     """How far the reasoning index is behind the stored trades."""
 
-    trades_behind: int = Field(description="stored trades whose reasoning is not searchable by meaning yet")
-    seconds_behind: float = Field(description="age (by trade time) of the oldest of them; 0 when none")
+    trades_behind: int = Field(
+        description="stored trades (live and backtests') whose reasoning is not searchable by meaning yet")
+    seconds_behind: float = Field(description="age, by trade time, of the oldest live one; 0 when none")
 
 
 class DecisionPage(BaseModel):

@@ -249,3 +249,10 @@ def test_recall_prints_a_table_through_the_hub_and_from_a_stopped_hubs_store(tmp
     assert "2 closed: won 100% (2)" in through_hub.stdout and "mean PnL 20.00" in through_hub.stdout
     local = main_py("recall", PARAPHRASE, "--source", "bot7", "-k", "5", env=hub.env, timeout=90)
     assert local.returncode == 0 and local.stdout == through_hub.stdout, local.stderr
+
+
+async def test_health_and_metrics_report_the_index_lag(memory_hub: Hub) -> None:
+    health = await (await memory_hub.http.get("/api/health")).json()
+    assert health["reasoning"]["detail"]["trades_behind"] == 0 and health["reasoning"]["detail"]["embedded"] == 5
+    metrics = await (await memory_hub.http.get("/metrics")).text()
+    assert "hub_reasoning_trades_behind 0.0" in metrics and "hub_reasoning_seconds_behind 0.0" in metrics

@@ -45,7 +45,7 @@ class ReasoningWorker:
     sessions: async_sessionmaker[Any]
     index: ReasoningIndex
     batch: int = 5000  # trades mapped per pass
-    embed_batch: int = 128  # texts embedded per pass
+    embed_batch: int = 512  # texts embedded per pass: the embedder is at its own rate from about 500
     full_batch: int = 2000  # the trades consumer's batch size
     holder: str = field(default_factory=lambda: f"hub-{uuid.uuid4()}")
     mapped: int = 0  # trades this instance mapped

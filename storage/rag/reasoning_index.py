@@ -30,6 +30,7 @@ class ReasoningIndex:
         self._vectors = VectorStore(settings.chroma_url, settings.data_dir / "chroma", prefix="")
         self._lock = threading.Lock()
         self.embedded = 0  # texts this instance embedded
+        self._has_vectors = False
 
     @property
     def lexical(self) -> LexicalIndex:
@@ -89,8 +90,12 @@ class ReasoningIndex:
         return fuse([self._dense(text, text_id, n), self.lexical.search(text, None, n)])
 
     def _dense(self, text: str, text_id: int | None, n: int) -> Ranking:
-        if self._vectors.stored(COLLECTION) == 0:
-            return []
+        # Until a first vector is seen there is nothing to ask (the collection may not exist);
+        # vectors are never removed, so once seen the count need not be asked again (5 ms).
+        if not self._has_vectors:
+            self._has_vectors = self._vectors.stored(COLLECTION) > 0
+            if not self._has_vectors:
+                return []
         vector = self._vectors.vector(COLLECTION, str(text_id)) if text_id is not None else None
         if vector is None:
             vector = self.embedder.embed_query(text)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import datetime, timezone
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,15 +43,16 @@ async def trades_after(session: AsyncSession, kind: Kind, after_id: int, limit: 
 async def map_texts(session: AsyncSession, kind: Kind, trades: Sequence[tuple[int, str]]) -> int:
     """Record which text each (trade id, reasoning) gave, adding the texts never seen; how many
     texts were new. Empty reasoning gives no text. The caller is the only writer (a lease)."""
-    by_digest = {digest(text): text for _, text in trades if text.strip()}
-    if not by_digest:
+    keyed = [(trade_id, digest(text), text) for trade_id, text in trades if text.strip()]
+    if not keyed:
         return 0
+    by_digest = {key: text for _, key, text in keyed}
     ids = await _text_ids(session, list(by_digest))
-    if new := [{"digest": d, "text": by_digest[d]} for d in by_digest if d not in ids]:
+    if new := [{"digest": key, "text": text} for key, text in by_digest.items() if key not in ids]:
         await session.execute(insert(R), new)
         ids.update(await _text_ids(session, [row["digest"] for row in new]))
-    await session.execute(insert(D), [{"kind": kind, "trade_id": trade_id, "text_id": ids[digest(text)]}
-                                      for trade_id, text in trades if text.strip()])
+    await session.execute(insert(D), [{"kind": kind, "trade_id": trade_id, "text_id": ids[key]}
+                                      for trade_id, key, _ in keyed])
     return len(new)
 
 
@@ -77,14 +78,19 @@ async def text_of(session: AsyncSession, kind: Kind, trade_id: int) -> tuple[int
 
 
 async def lag(session: AsyncSession, mapped: int, embedded: int) -> IndexLag:
-    """Live trades not searchable by meaning yet: not mapped, or mapped to a text not embedded."""
-    unmapped = select(Trade.id, Trade.timestamp).where(Trade.id > mapped)
-    waiting = (select(Trade.id, Trade.timestamp).join(D, and_(D.trade_id == Trade.id, D.kind == "live"))
-               .where(D.text_id > embedded))
-    behind = unmapped.union_all(waiting).subquery()
-    count, oldest = (await session.execute(select(func.count(), func.min(behind.c.timestamp)))).one()
+    """Trades not searchable by meaning yet: live ones not mapped, and any mapped to a text not
+    embedded. Two index range counts (nothing to join while caught up); the age, by the live
+    trades' time, only when behind."""
+    unmapped = await session.scalar(select(func.count()).where(Trade.id > mapped)) or 0
+    # By text id alone: with the kind too, SQLite walks the (kind, trade_id) key instead.
+    waiting = await session.scalar(select(func.count()).select_from(D).where(D.text_id > embedded)) or 0
+    if not unmapped and not waiting:
+        return IndexLag(trades_behind=0, seconds_behind=0.0)
+    oldest = await session.scalar(select(func.min(Trade.timestamp)).where(or_(
+        Trade.id > mapped,
+        Trade.id.in_(select(D.trade_id).where(D.text_id > embedded, D.kind == "live")))))
     seconds = max(0.0, time.time() - oldest.timestamp()) if oldest is not None else 0.0
-    return IndexLag(trades_behind=int(count or 0), seconds_behind=round(seconds, 3))
+    return IndexLag(trades_behind=int(unmapped + waiting), seconds_behind=round(seconds, 3))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ warm search / similar / recall latency, query embedding included.
 
     .venv/bin/python -m tests.bench.bench_decisions [--trades 1000000] [--distinct 100000]
                                                     [--queries 200] [--embed-budget 900]
+                                                    [--reuse FOLDER]
 
 The trades (deterministic seed) are written straight into a SQLite file in a scratch folder
 (ingest is measured elsewhere), their reasoning drawn from --distinct texts written from the
@@ -93,18 +94,27 @@ async def timed(call: Any, arguments: list[Any], warm: int = 20) -> list[float]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="bench-decisions-"))
+    folder = args.reuse or Path(tempfile.mkdtemp(prefix="bench-decisions-"))
+    print(f"scratch folder {folder}")
     settings = Settings(data_dir=folder, database_url=f"sqlite+aiosqlite:///{folder / 'hub.db'}")
     engine = create_hub_engine(settings.database_url)
-    await upgrade(engine)
     sessions = async_sessions(engine)
+    index = ReasoningIndex(settings)
+    worker = ReasoningWorker(sessions, index)
+    if args.reuse is None:
+        await upgrade(engine)
+        await build(sessions, index, worker, args)
+    await query(DecisionMemory(sessions, worker), args)
+    await asyncio.to_thread(index.close)
+    await engine.dispose()
+
+
+async def build(sessions: Any, index: ReasoningIndex, worker: ReasoningWorker, args: argparse.Namespace) -> None:
+    """Steps 1 and 2: the trades stored, mapped and embedded, timed."""
     texts = distinct_texts(args.distinct)
     started = time.perf_counter()
     await store_trades(sessions, texts, args.trades)
     print(f"stored {args.trades:,} trades with {len(texts):,} distinct texts in {time.perf_counter() - started:.0f} s")
-
-    index = ReasoningIndex(settings)
-    worker = ReasoningWorker(sessions, index)
     async with sessions() as session, session.begin():
         generation = await acquire(session, LEASE, worker.holder, 3600)
     assert generation is not None
@@ -131,7 +141,10 @@ async def main(args: argparse.Namespace) -> None:
         pass
     await worker.sync_lexical(limit=args.distinct + 1)
 
-    memory, rng = DecisionMemory(sessions, worker), random.Random(5)
+
+async def query(memory: DecisionMemory, args: argparse.Namespace) -> None:
+    """Step 3: warm latency of the three questions."""
+    rng = random.Random(5)
     queries = [QUERIES[i % len(QUERIES)][0] for i in range(args.queries)]
     searched = await timed(lambda q: memory.search(DecisionSearch(q=q, k=10)), queries)
     trade_ids = [rng.randint(args.trades // 2, args.trades) for _ in range(args.queries)]
@@ -139,8 +152,6 @@ async def main(args: argparse.Namespace) -> None:
     recalled = await timed(lambda q: memory.recall(RecallRequest(reasoning=q, k=10)), queries)
     print(f"3. queries    search {percentiles(searched)}; similar {percentiles(similar)}; "
           f"recall {percentiles(recalled)}")
-    await asyncio.to_thread(index.close)
-    await engine.dispose()
 
 
 if __name__ == "__main__":
@@ -149,4 +160,5 @@ if __name__ == "__main__":
     parser.add_argument("--distinct", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--embed-budget", type=float, default=900.0)
+    parser.add_argument("--reuse", type=Path, help="a scratch folder of an earlier run: only step 3")
     asyncio.run(main(parser.parse_args()))
