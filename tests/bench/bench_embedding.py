@@ -1,9 +1,12 @@
 """Throughput of our MiniLM embedder against sentence-transformers on CPU torch, in one run.
 
-    python tests/bench/bench_embedding.py --chunks 512
+    python tests/bench/bench_embedding.py --chunks 512 [--text shipped|synthetic]
 
-Embeds ~500-character synthetic trading-text chunks in batches of 32, interleaving the
-implementations round by round (the machine is shared, so numbers drift) and reporting medians.
+Embeds chunks in batches of 32: with --text shipped (the default) the chunks of the documents
+in knowledge/, as the indexer cuts them (their lengths vary, which is where our token-length
+batching gains), else ~500-character synthetic trading-text chunks (all about one length).
+The implementations take turns round by round, and which one goes first alternates between
+rounds (the first of a pair runs on a cooler machine); medians are reported.
 sentence-transformers is measured when it is importable in this interpreter; otherwise only our
 backends are. To compare, install it next to ours (torch pinned first, or pip pulls CUDA):
 
@@ -62,6 +65,16 @@ def make_chunks(count: int, size: int = 500, seed: int = 7) -> list[str]:
     return chunks
 
 
+def shipped_chunks(count: int) -> list[str]:
+    """The knowledge folder's chunks as the indexer makes them, repeated up to COUNT."""
+    from storage.rag.chunking import chunk_document
+
+    root = Path(__file__).resolve().parents[2] / "knowledge"
+    texts = [c.text for f in sorted(root.rglob("*.md"))
+             for c in chunk_document(f.read_text(encoding="utf-8"), f.name)]
+    return [texts[i % len(texts)] for i in range(count)]
+
+
 def sentence_transformers_embed(threads: int) -> Embed | None:
     """sentence-transformers on CPU torch with `threads` threads, or None when not installed."""
     try:
@@ -95,9 +108,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=int(_THREADS))
     parser.add_argument("--backends", default="onnx,numpy", help="ours to measure, comma-separated")
+    parser.add_argument("--text", choices=("shipped", "synthetic"), default="shipped")
     args = parser.parse_args()
 
-    chunks = make_chunks(args.chunks)
+    chunks = shipped_chunks(args.chunks) if args.text == "shipped" else make_chunks(args.chunks)
     print(f"{len(chunks)} chunks of ~{sum(map(len, chunks)) // len(chunks)} chars, batch 32, "
           f"{args.threads} threads, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     impls: dict[str, Embed] = {}
@@ -118,7 +132,8 @@ def main() -> None:
 
     rates: dict[str, list[float]] = {name: [] for name in impls}
     for r in range(args.rounds):
-        for name, embed in impls.items():
+        order = list(impls.items()) if r % 2 == 0 else list(impls.items())[::-1]
+        for name, embed in order:
             rates[name].append(measure(embed, chunks))
         print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:.1f}" for n, v in rates.items()))
 
