@@ -27,7 +27,8 @@ from storage.rag.embedding import Embedder
 from storage.rag.indexer import KnowledgeIndexer
 from storage.rag.vectors import collection_name
 from tests.support.hub_app import Hub, hub_settings, start_hub
-from tests.support.waiting import wait_until_indexed
+from tests.support.payloads import publish_trade
+from tests.support.waiting import eventually, wait_until_indexed
 from tests.test_knowledge import embedder, no_default_embedding_function  # noqa: F401  (fixtures)
 
 SHIPPED = ["technical/rsi.md", "technical/macd.md", "risk/kelly-criterion.md"]
@@ -168,3 +169,20 @@ async def test_hub_searches_over_rest_through_the_server(chroma_hub: Hub, chroma
     assert response.status == 200
     results = (await response.json())["results"]
     assert 0 < len(results) <= 3 and results[0]["source"] == "technical/rsi.md"
+
+
+async def test_decision_memory_keeps_its_vectors_on_the_server(chroma_hub: Hub, chroma: ChromaServer,
+                                                                nc: Nats, tmp_path: Path) -> None:
+    reasonings = ["RSI(14) printed 24 on the four-hour chart, deeply oversold; buying the bounce",
+                  "Price broke out above the range high on twice the average volume"]
+    for number, reasoning in enumerate(reasonings):
+        await publish_trade(nc, event_id=f"chroma-memory-{number}", reasoning=reasoning)
+
+    async def embedded() -> bool:
+        return server_counts(chroma).get("reasoning") == len(reasonings)
+
+    await eventually(embedded, timeout=60, what="the reasoning vectors on the server")
+    response = await chroma_hub.http.get("/api/trades/search", params={
+        "q": "the oscillator is at an extreme low reading so I expect a relief rally", "k": "1"})
+    assert (await response.json())["results"][0]["reasoning"] == reasonings[0]
+    assert not (tmp_path / "data" / "chroma").exists()

@@ -108,10 +108,10 @@ async def test_downgrade_to_base_and_up_again(engine: AsyncEngine) -> None:
 
 
 @pytest.fixture
-def scripts_without_0004(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A copy of the migration scripts as they were before 0004, in use instead of the real ones."""
+def scripts_without_0005(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A copy of the migration scripts as they were before 0005, in use instead of the real ones."""
     scripts = tmp_path / "migrations"
-    shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__", "0004_*"))
+    shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__", "0005_*"))
     monkeypatch.setattr(migrate, "MIGRATIONS", scripts)
     migrate.head.cache_clear()
     yield scripts
@@ -119,20 +119,21 @@ def scripts_without_0004(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 
 async def test_db_revision_writes_the_migration_the_models_need(
-    engine: AsyncEngine, scripts_without_0004: Path
+    engine: AsyncEngine, scripts_without_0005: Path
 ) -> None:
-    written = await migrate.new_revision(engine, "decision memory")
-    assert written == scripts_without_0004 / "versions" / "0004_decision_memory.py"
+    written = await migrate.new_revision(engine, "outcome read paths")
+    assert written == scripts_without_0005 / "versions" / "0005_outcome_read_paths.py"
     script = written.read_text()
-    assert "down_revision = '0003'" in script
-    assert script.count("op.create_table(") == 2 and script.count("op.drop_table(") == 2
-    assert "'ix_decision_texts_text'" in script
+    assert "down_revision = '0004'" in script and "'ix_trade_outcomes_group_entries'" in script
+    assert "sa.Column('open_quantity'" in script and "'open_quantity')" in script.split("def downgrade")[1]
     await migrate.upgrade(engine)  # the new script, run: the schema is the models' again
-    assert await migrate.current(engine) == "0004"
+    assert await migrate.current(engine) == "0005"
     async with engine.connect() as connection:
         assert await connection.run_sync(_differences) == []
-    await migrate.downgrade(engine, "0003")
-    assert "decision_texts" not in await _tables(engine)
+    await migrate.downgrade(engine, "0004")
+    async with engine.connect() as connection:
+        columns = await connection.run_sync(lambda c: [x["name"] for x in inspect(c).get_columns("outcome_groups")])
+    assert "open_quantity" not in columns
 
 
 async def _legacy_database_with_data(engine: AsyncEngine, logs: Path) -> None:

@@ -37,6 +37,9 @@ LEASE_SECONDS = 15.0
 # pairing share one interpreter, and the backlog must drain at the rate of a bare consumer.
 # Outcomes lag meanwhile, and catch up as soon as batches are no longer full.
 YIELD_SECONDS = 0.5
+# A trade whose commit came later than GAP_WAIT after its id was given out sits below the
+# checkpoint: every so often a pass reads from the first trade, so it is paired all the same.
+SWEEP_SECONDS = 300.0
 Publish = Callable[[str, bytes], Coroutine[Any, Any, None]]
 
 
@@ -75,6 +78,8 @@ class OutcomeWorker:
     _groups: dict[GroupKey, tuple[int | None, GroupState]] = field(default_factory=dict)
     _generation: int | None = None
     _ingest_busy_until: float = 0.0
+    sweep_every: float = SWEEP_SECONDS
+    _swept_at: float = field(default_factory=time.monotonic)
 
     def wake(self, stored: int) -> None:
         """STORED new trades are committed; a full batch means ingest is catching up."""
@@ -119,8 +124,11 @@ class OutcomeWorker:
 
         Reading and pairing happen outside any write transaction; the results are written in
         one short one, fenced by the lease, so the ingest path's commits barely wait."""
+        sweep = time.monotonic() - self._swept_at >= self.sweep_every
+        if sweep:
+            self._swept_at = time.monotonic()
         async with self.sessions() as session:  # idle: look without writing (no lock taken)
-            if not await unpaired_trades(session, await watermark(session, LEASE), 1):
+            if not await unpaired_trades(session, 0 if sweep else await watermark(session, LEASE), 1):
                 return False
         async with self.sessions() as session, session.begin():
             generation = await acquire(session, LEASE, self.holder, LEASE_SECONDS)
@@ -132,7 +140,7 @@ class OutcomeWorker:
             return False
         async with self.sessions() as session:
             mark = await watermark(session, LEASE)
-            new = await unpaired_trades(session, mark, self.batch)
+            new = await unpaired_trades(session, 0 if sweep else mark, self.batch)
             plan = await self._plan(session, new)
         checkpoint = self._frontier.advance(mark, [t.fill.trade_id for t in new])
         async with self.sessions() as session, session.begin():

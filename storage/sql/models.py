@@ -158,13 +158,23 @@ class OutcomeGroup(Base):
     largest_win: Mapped[float | None] = mapped_column(Float)
     largest_loss: Mapped[float | None] = mapped_column(Float)
     fees: Mapped[float] = mapped_column(Float, default=0.0)
+    # The open lots summed, so that positions are read without decoding every group's lots.
+    open_quantity: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    cost_basis: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    opened_at: Mapped[float | None] = mapped_column(Float, doc="the oldest open lot's time, epoch seconds")
 
 
 class TradeOutcome(Base):
     """What one live trade realized: as an exit, and as an entry on the quantity it opened."""
 
     __tablename__ = "trade_outcomes"
-    __table_args__ = (Index("ix_trade_outcomes_group_time", "group_id", "timestamp"),)
+    __table_args__ = (
+        Index("ix_trade_outcomes_group_time", "group_id", "timestamp"),
+        # Calibration reads a group's entries from the index alone: its rows lie scattered in
+        # the table (trades of many groups interleave), and fetching them cost 5x as much.
+        Index("ix_trade_outcomes_group_entries", "group_id", "opened", "confidence", "entry_pnl",
+              "remaining", "timestamp"),
+    )
 
     trade_id: Mapped[int] = mapped_column(ForeignKey("trades.id", ondelete="CASCADE"), primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("outcome_groups.id", ondelete="CASCADE"))

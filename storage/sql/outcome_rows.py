@@ -118,9 +118,12 @@ async def store_states(session: AsyncSession, states: Sequence[tuple[int, GroupS
     values = []
     for group_id, state in states:
         sums, last = state.sums, state.last_key or (None, None)
+        lots = state.book.lots
         values.append({
             "gid": group_id, "side": state.book.side, "fees": state.fees,
-            "lots": [[lot.origin, lot.qty, lot.price, lot.time, lot.fee] for lot in state.book.lots],
+            "lots": [[lot.origin, lot.qty, lot.price, lot.time, lot.fee] for lot in lots],
+            "open_quantity": sum(lot.qty for lot in lots), "cost_basis": sum(lot.qty * lot.price for lot in lots),
+            "opened_at": min((lot.time for lot in lots), default=None),
             "last_timestamp": last[0], "last_trade_id": last[1], "exits": sums.trades,
             "wins": sums.wins, "losses": sums.losses, "win_total": sums.win_total,
             "loss_total": sums.loss_total, "largest_win": sums.largest_win,

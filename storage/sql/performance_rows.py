@@ -82,15 +82,13 @@ async def performance(session: AsyncSession, query: PerformanceQuery) -> list[Pe
 async def positions(session: AsyncSession, groups: GroupFilter) -> list[Position]:
     """The open lots of each matching group, as one position per group."""
     found = []
-    for g in await session.scalars(_where(select(G).where(G.side != 0), groups)):
-        quantity = sum(lot[1] for lot in g.lots)
-        cost = sum(lot[1] * lot[2] for lot in g.lots)
+    columns = select(G.source, G.strategy, G.asset, G.side, G.open_quantity, G.cost_basis, G.opened_at)
+    for source, strategy, asset, side, quantity, cost, opened in await session.execute(
+            _where(columns.where(G.side != 0), groups)):
         found.append(Position(
-            source=g.source, strategy=g.strategy, asset=g.asset,
-            side="long" if g.side > 0 else "short", quantity=quantity,
-            avg_entry_price=cost / quantity if quantity else 0.0,
-            opened_at=datetime.fromtimestamp(min(lot[3] for lot in g.lots), timezone.utc),
-            cost_basis=cost))
+            source=source, strategy=strategy, asset=asset, side="long" if side > 0 else "short",
+            quantity=quantity, avg_entry_price=cost / quantity if quantity else 0.0,
+            opened_at=datetime.fromtimestamp(opened or 0.0, timezone.utc), cost_basis=cost))
     return sorted(found, key=lambda p: (p.source or "", p.strategy or "", p.asset))
 
 
