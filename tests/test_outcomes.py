@@ -330,3 +330,14 @@ async def test_a_trade_committed_below_the_checkpoint_is_paired_by_the_sweep(
         assert (3 in found) is (sweep_every == 0.0)
     finally:
         await engine.dispose()
+
+
+async def test_outcomes_of_a_group_larger_than_a_statement_may_bind(database_url: str) -> None:
+    # Re-pairing a 100,000-trade group reads every outcome of it: asyncpg binds at most 32,767.
+    engine = create_hub_engine(database_url)
+    try:
+        await upgrade(engine)
+        async with async_sessions(engine)() as session:
+            assert await outcomes_of(session, list(range(1, 40_001))) == {}
+    finally:
+        await engine.dispose()

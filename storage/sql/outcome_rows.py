@@ -95,12 +95,17 @@ def _state(row: OutcomeGroup, entries: dict[int, Outcome]) -> GroupState:
     return GroupState(book, last, sums, row.fees, {lot.origin: entries[lot.origin] for lot in lots})
 
 
+IDS_PER_QUERY = 10_000  # asyncpg allows 32,767 bound parameters; a re-paired group can hold more
+
+
 async def _outcomes(session: AsyncSession, trade_ids: set[int]) -> dict[int, Outcome]:
-    if not trade_ids:
-        return {}
-    rows = await session.scalars(select(TradeOutcome).where(TradeOutcome.trade_id.in_(trade_ids)))
-    return {r.trade_id: Outcome(r.trade_id, r.timestamp, r.confidence, r.opened, r.remaining,
-                                r.entry_pnl, r.exit_quantity, r.exit_pnl) for r in rows}
+    ids, found = sorted(trade_ids), {}
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        rows = await session.scalars(select(TradeOutcome).where(
+            TradeOutcome.trade_id.in_(ids[start:start + IDS_PER_QUERY])))
+        found.update({r.trade_id: Outcome(r.trade_id, r.timestamp, r.confidence, r.opened, r.remaining,
+                                          r.entry_pnl, r.exit_quantity, r.exit_pnl) for r in rows})
+    return found
 
 
 async def forget_outcomes(session: AsyncSession, group_id: int) -> None:
