@@ -4,16 +4,26 @@ through the bus, the background worker, Chroma and the REST API."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from nats.aio.client import Client as Nats
+from sqlalchemy import insert
 
 from bus.replies import request
 from core.decisions import DecisionPage, DecisionSearch, SimilarDecisions, SimilarRequest
+from core.settings import Settings
 from core.subjects import DECISION_SEARCH, DECISION_SIMILAR
+from handlers.events.reasoning_worker import ReasoningWorker
 from handlers.http.keys import MEMORY
+from storage.rag.reasoning_index import ReasoningIndex
+from storage.sql import leases
+from storage.sql.engine import async_sessions, create_hub_engine
+from storage.sql.migrate import upgrade
+from storage.sql.models import Trade
+from storage.sql.reasoning_rows import text_of
 from tests.support.hub_app import Hub, hub_settings, start_hub
 from tests.support.hub_process import HubProcess, hub_env
 from tests.support.payloads import publish_raw, publish_trade
@@ -256,3 +266,36 @@ async def test_health_and_metrics_report_the_index_lag(memory_hub: Hub) -> None:
     assert health["reasoning"]["detail"]["trades_behind"] == 0 and health["reasoning"]["detail"]["embedded"] == 5
     metrics = await (await memory_hub.http.get("/metrics")).text()
     assert "hub_reasoning_trades_behind 0.0" in metrics and "hub_reasoning_seconds_behind 0.0" in metrics
+
+
+@pytest.mark.parametrize("sweep_every", [0.0, float("inf")])
+async def test_a_trade_committed_below_the_checkpoint_is_mapped_by_the_sweep(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sweep_every: float
+) -> None:
+    monkeypatch.setattr(leases, "GAP_WAIT", 0.0)  # id 3 is taken for a hole at once
+    engine = create_hub_engine(sqlite_url)
+    await upgrade(engine)
+    sessions = async_sessions(engine)
+
+    async def store(*ids: int) -> None:
+        async with sessions() as session, session.begin():
+            await session.execute(insert(Trade), [
+                {"id": i, "event_id": f"late-{i}", "timestamp": datetime(2024, 5, 1, 12, i, tzinfo=timezone.utc),
+                 "asset": "BTC", "action": "BUY", "price": 100.0, "quantity": 1.0, "reasoning": f"{ODD['greek']} {i}",
+                 "confidence": 50.0, "source": "s", "strategy": "x", "fee": 0.0} for i in ids])
+
+    index = ReasoningIndex(Settings(data_dir=tmp_path / "data"))
+    worker = ReasoningWorker(sessions, index, sweep_every=sweep_every)
+    try:
+        await store(1, 2, 4, 5)
+        for _ in range(3):
+            await worker.run_pass()
+        await store(3)  # committed after the checkpoint passed it
+        for _ in range(3):
+            await worker.run_pass()
+        async with sessions() as session:
+            assert (await text_of(session, "live", 3) is not None) is (sweep_every == 0.0)
+            assert await text_of(session, "live", 5) is not None
+    finally:
+        index.close()
+        await engine.dispose()

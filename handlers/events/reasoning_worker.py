@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from core.decisions import IndexLag, Kind
 from storage.rag.reasoning_index import ReasoningIndex
 from storage.sql.leases import IdFrontier, acquire, advance, release, renew, watermark
-from storage.sql.reasoning_rows import lag, map_texts, texts_after, trades_after
+from storage.sql.reasoning_rows import lag, map_texts, texts_after, trades_after, unmapped_below
 
 log = logging.getLogger(__name__)
 LEASE = "reasoning"  # its watermark: live trades mapped to their texts
@@ -32,6 +32,7 @@ CHECKPOINTS: dict[Kind, str] = {"live": LEASE, "backtest": "reasoning.backtests"
 VECTORS = "reasoning.vectors"  # every text up to it is embedded
 LEASE_SECONDS = 30.0  # longer than one embedding batch takes on a loaded machine
 YIELD_SECONDS = 0.5
+SWEEP_SECONDS = 300.0  # how often trades below the checkpoints are checked for a late commit
 
 
 class LeaseLost(Exception):
@@ -53,6 +54,8 @@ class ReasoningWorker:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: bool = False
     _ingest_busy_until: float = 0.0
+    sweep_every: float = SWEEP_SECONDS
+    _swept_at: float = field(default_factory=time.monotonic)
 
     def wake(self, stored: int) -> None:
         """STORED new trades are committed; a full batch means ingest is catching up."""
@@ -92,12 +95,16 @@ class ReasoningWorker:
         """Bring the lexical index up to date; map and embed one batch if this instance holds
         the lease. Whether more may be waiting."""
         lexical_more = await self.sync_lexical()
-        if not await self._work_waiting():  # idle: look without writing (no lock taken)
+        sweep = time.monotonic() - self._swept_at >= self.sweep_every
+        if not sweep and not await self._work_waiting():  # idle: look without writing (no lock)
             return lexical_more
         async with self.sessions() as session, session.begin():
             generation = await acquire(session, LEASE, self.holder, LEASE_SECONDS)
         if generation is None:
             return lexical_more
+        if sweep:
+            self._swept_at = time.monotonic()
+            await self._sweep(generation)
         mapped_more = await self._map(generation)
         embedded_more = await self._embed(generation)
         return lexical_more or mapped_more or embedded_more
@@ -141,6 +148,19 @@ class ReasoningWorker:
                 await advance(session, CHECKPOINTS[kind], checkpoint)
         self.mapped += sum(len(trades) for _, trades, _ in found.values())
         return any(read == self.batch for _, _, read in found.values())
+
+    async def _sweep(self, generation: int) -> None:
+        """Map the trades that committed below a checkpoint (slower than GAP_WAIT)."""
+        async with self.sessions() as session:
+            late = {kind: await unmapped_below(session, kind, await watermark(session, name), self.batch)
+                    for kind, name in CHECKPOINTS.items()}
+        if not any(late.values()):
+            return
+        async with self.sessions() as session, session.begin():
+            await self._fence(session, generation)
+            for kind, trades in late.items():
+                await map_texts(session, kind, trades)
+        log.info("sweep: mapped %d trades committed below the checkpoint", sum(map(len, late.values())))
 
     async def _embed(self, generation: int) -> bool:
         """Embed the next texts (in a thread), then move the checkpoint, fenced by the lease."""

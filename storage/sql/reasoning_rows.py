@@ -40,6 +40,17 @@ async def trades_after(session: AsyncSession, kind: Kind, after_id: int, limit: 
     return [(row[0], row[1]) for row in rows]
 
 
+async def unmapped_below(session: AsyncSession, kind: Kind, mark: int, limit: int) -> list[tuple[int, str]]:
+    """(id, reasoning) of trades of KIND up to MARK that gave a text but were never mapped: a
+    commit that landed below the checkpoint. A scan of the table: for an occasional sweep."""
+    table = TABLES[kind]
+    mapped = select(D.trade_id).where(D.kind == kind, D.trade_id == table.id)
+    rows = await session.execute(select(table.id, table.reasoning)
+                                 .where(table.id <= mark, func.trim(table.reasoning) != "", ~mapped.exists())
+                                 .order_by(table.id).limit(limit))
+    return [(row[0], row[1]) for row in rows]
+
+
 async def map_texts(session: AsyncSession, kind: Kind, trades: Sequence[tuple[int, str]]) -> int:
     """Record which text each (trade id, reasoning) gave, adding the texts never seen; how many
     texts were new. Empty reasoning gives no text. The caller is the only writer (a lease)."""
