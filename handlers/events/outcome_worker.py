@@ -10,7 +10,6 @@ change are announced on hub.persisted.outcomes.<ASSET> after the commit.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -24,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.outcomes import GroupState, LiveFill, Outcome, pair_all, pair_into
 from core.subjects import persisted_subject
-from storage.sql.leases import IdFrontier, acquire, advance, release, renew, watermark
+from handlers.events.worker_pacing import Pacing
+from storage.sql.leases import IdFrontier, acquire, advance, renew, watermark
 from storage.sql.outcome_rows import (
     GroupKey, NewTrade, create_groups, forget_outcomes, group_trades, load_groups, outcomes_of,
     store_outcomes, store_states, unpaired_trades,
@@ -33,10 +33,6 @@ from storage.sql.outcome_rows import (
 log = logging.getLogger(__name__)
 LEASE = "outcomes"
 LEASE_SECONDS = 15.0
-# While the trades consumer commits full batches (a backlog) the worker waits: ingest and
-# pairing share one interpreter, and the backlog must drain at the rate of a bare consumer.
-# Outcomes lag meanwhile, and catch up as soon as batches are no longer full.
-YIELD_SECONDS = 0.5
 # A trade whose commit came later than GAP_WAIT after its id was given out sits below the
 # checkpoint: every so often a pass reads from the first trade, so it is paired all the same.
 SWEEP_SECONDS = 300.0
@@ -65,59 +61,31 @@ class OutcomeWorker:
     sessions: async_sessionmaker[Any]
     publish: Publish
     batch: int = 5000
-    full_batch: int = 2000  # the trades consumer's batch size
+    pacing: Pacing = field(default_factory=Pacing)
     holder: str = field(default_factory=lambda: f"hub-{uuid.uuid4()}")
     paired: int = 0  # trades this instance paired
     holding: bool = False
     checkpoint: int = 0
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _stopping: bool = False
     _frontier: IdFrontier = field(default_factory=IdFrontier)
     # Group states as this instance last wrote them: valid while it holds the lease, since only
     # the holder writes them; dropped when the lease is (re)taken or a pass fails.
     _groups: dict[GroupKey, tuple[int | None, GroupState]] = field(default_factory=dict)
     _generation: int | None = None
-    _ingest_busy_until: float = 0.0
     sweep_every: float = SWEEP_SECONDS
     _swept_at: float = field(default_factory=time.monotonic)
 
     def wake(self, stored: int) -> None:
-        """STORED new trades are committed; a full batch means ingest is catching up."""
-        if stored >= self.full_batch:
-            self._ingest_busy_until = time.monotonic() + YIELD_SECONDS
-        self._wake.set()
-
-    async def _yield_to_ingest(self) -> None:
-        while (wait := self._ingest_busy_until - time.monotonic()) > 0 and not self._stopping:
-            await asyncio.sleep(wait)
+        """STORED new trades are committed: look at once (or stand aside: see Pacing)."""
+        self.pacing.wake(stored)
 
     def stop(self) -> None:
         """Finish the pass in hand, then return from run()."""
-        self._stopping = True
-        self._wake.set()
+        self.pacing.stop()
 
     async def run(self) -> None:
         """Pass after pass until stopped; idle, it looks again each second or when woken."""
-        while not self._stopping:
-            await self._yield_to_ingest()
-            try:
-                more = await self.run_pass()
-            except Exception:
-                log.exception("outcome pass failed; trying again")
-                self._groups.clear()  # what it held in memory may not have been committed
-                more = False
-            if not more and not self._stopping:
-                self._wake.clear()
-                try:  # a timeout scope, not wait_for: no task is made for each idle second
-                    async with asyncio.timeout(1.0):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
-        try:
-            async with self.sessions() as session, session.begin():
-                await release(session, LEASE, self.holder)
-        except Exception as error:  # e.g. the database is away: the lease simply expires
-            log.warning("%s lease not handed over (%s); it expires in %.0f s", LEASE, error, LEASE_SECONDS)
+        # After a failed pass, what it held in memory may not have been committed.
+        await self.pacing.run(self.run_pass, self._groups.clear, self.sessions, LEASE, self.holder)
 
     async def run_pass(self) -> bool:
         """Pair one batch if this instance holds the lease; whether more may be waiting.

@@ -22,8 +22,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from core.decisions import IndexLag, Kind
+from handlers.events.worker_pacing import Pacing
 from storage.rag.reasoning_index import ReasoningIndex
-from storage.sql.leases import IdFrontier, acquire, advance, release, renew, watermark
+from storage.sql.leases import IdFrontier, acquire, advance, renew, watermark
 from storage.sql.reasoning_rows import lag, map_texts, texts_after, trades_after, unmapped_below
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ LEASE = "reasoning"  # its watermark: live trades mapped to their texts
 CHECKPOINTS: dict[Kind, str] = {"live": LEASE, "backtest": "reasoning.backtests"}
 VECTORS = "reasoning.vectors"  # every text up to it is embedded
 LEASE_SECONDS = 30.0  # longer than one embedding batch takes on a loaded machine
-YIELD_SECONDS = 0.5
 SWEEP_SECONDS = 300.0  # how often trades below the checkpoints are checked for a late commit
 
 
@@ -47,49 +47,24 @@ class ReasoningWorker:
     index: ReasoningIndex
     batch: int = 5000  # trades mapped per pass
     embed_batch: int = 512  # texts embedded per pass: the embedder is at its own rate from about 500
-    full_batch: int = 2000  # the trades consumer's batch size
+    pacing: Pacing = field(default_factory=Pacing)
     holder: str = field(default_factory=lambda: f"hub-{uuid.uuid4()}")
     mapped: int = 0  # trades this instance mapped
     _frontiers: dict[Kind, IdFrontier] = field(default_factory=lambda: {k: IdFrontier() for k in CHECKPOINTS})
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _stopping: bool = False
-    _ingest_busy_until: float = 0.0
     sweep_every: float = SWEEP_SECONDS
     _swept_at: float = field(default_factory=time.monotonic)
 
     def wake(self, stored: int) -> None:
-        """STORED new trades are committed; a full batch means ingest is catching up."""
-        if stored >= self.full_batch:
-            self._ingest_busy_until = time.monotonic() + YIELD_SECONDS
-        self._wake.set()
+        """STORED new trades are committed: look at once (or stand aside: see Pacing)."""
+        self.pacing.wake(stored)
 
     def stop(self) -> None:
         """Finish the pass in hand, then return from run()."""
-        self._stopping = True
-        self._wake.set()
+        self.pacing.stop()
 
     async def run(self) -> None:
         """Pass after pass until stopped; idle, it looks again each second or when woken."""
-        while not self._stopping:
-            while (wait := self._ingest_busy_until - time.monotonic()) > 0 and not self._stopping:
-                await asyncio.sleep(wait)
-            try:
-                more = await self.run_pass()
-            except Exception:
-                log.exception("reasoning pass failed; trying again")
-                more = False
-            if not more and not self._stopping:
-                self._wake.clear()
-                try:  # a timeout scope, not wait_for: no task is made for each idle second
-                    async with asyncio.timeout(1.0):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
-        try:
-            async with self.sessions() as session, session.begin():
-                await release(session, LEASE, self.holder)
-        except Exception as error:  # e.g. the database is away: the lease simply expires
-            log.warning("%s lease not handed over (%s); it expires in %.0f s", LEASE, error, LEASE_SECONDS)
+        await self.pacing.run(self.run_pass, lambda: None, self.sessions, LEASE, self.holder)
 
     async def run_pass(self) -> bool:
         """Bring the lexical index up to date; map and embed one batch if this instance holds
