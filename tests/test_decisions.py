@@ -41,10 +41,11 @@ PARAPHRASE = "the oscillator is at an extreme low reading so I expect a relief r
 
 
 async def indexed(hub: Hub, trades: int) -> bool:
-    """Every one of TRADES stored and searchable by meaning."""
+    """Every one of TRADES stored, paired (the outcome filters need it) and searchable by meaning."""
     health = await (await hub.http.get("/api/health")).json()
-    stored = await (await hub.http.get(f"/api/trades?limit={trades}")).json()
-    return len(stored["trades"]) == trades and health["reasoning"]["detail"]["trades_behind"] == 0
+    stored = (await (await hub.http.get(f"/api/trades?limit={trades}")).json())["trades"]
+    return (len(stored) == trades and all(t["outcome"]["status"] is not None for t in stored)
+            and health["reasoning"]["detail"]["trades_behind"] == 0)
 
 
 async def search(hub: Hub, **params: Any) -> list[dict[str, Any]]:
