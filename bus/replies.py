@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from nats.aio.client import Client
@@ -79,3 +79,14 @@ async def request(nc: Client, subject: str, body: BaseModel, timeout: float) -> 
     reply = await nc.request(subject, body.model_dump_json().encode(), timeout=timeout)
     answer: dict[str, Any] = orjson.loads(reply.data)
     return answer
+
+
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
+
+
+async def ask(nc: Client, subject: str, body: BaseModel, answer: type[AnswerT], timeout: float = 30) -> AnswerT:
+    """Ask SUBJECT for an ANSWER; an error answer is raised as a HubError with its message."""
+    found = await request(nc, subject, body, timeout)
+    if "error" in found:
+        raise HubError(found["message"])
+    return answer.model_validate(found)

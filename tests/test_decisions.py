@@ -4,29 +4,27 @@ through the bus, the background worker, Chroma and the REST API."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from nats.aio.client import Client as Nats
-from sqlalchemy import insert
 
 from bus.replies import request
 from core.decisions import DecisionPage, DecisionSearch, SimilarDecisions, SimilarRequest
 from core.settings import Settings
 from core.subjects import DECISION_SEARCH, DECISION_SIMILAR
 from handlers.events.reasoning_worker import ReasoningWorker
+from handlers.events.worker_pacing import Pacing
 from handlers.http.keys import MEMORY
 from storage.rag.reasoning_index import ReasoningIndex
 from storage.sql import leases
 from storage.sql.engine import async_sessions, create_hub_engine
 from storage.sql.migrate import upgrade
-from storage.sql.models import Trade
 from storage.sql.reasoning_rows import text_of
 from tests.support.hub_app import Hub, hub_settings, start_hub
 from tests.support.hub_process import HubProcess, hub_env
-from tests.support.payloads import publish_raw, publish_trade
+from tests.support.payloads import insert_trade_rows, publish_raw, publish_trade
 from tests.support.processes import main_py
 from tests.support.waiting import eventually, wait_until
 from tests.test_backtests import backtest
@@ -279,14 +277,10 @@ async def test_a_trade_committed_below_the_checkpoint_is_mapped_by_the_sweep(
     sessions = async_sessions(engine)
 
     async def store(*ids: int) -> None:
-        async with sessions() as session, session.begin():
-            await session.execute(insert(Trade), [
-                {"id": i, "event_id": f"late-{i}", "timestamp": datetime(2024, 5, 1, 12, i, tzinfo=timezone.utc),
-                 "asset": "BTC", "action": "BUY", "price": 100.0, "quantity": 1.0, "reasoning": f"{ODD['greek']} {i}",
-                 "confidence": 50.0, "source": "s", "strategy": "x", "fee": 0.0} for i in ids])
+        await insert_trade_rows(sessions, ids, reasoning=lambda i: f"{ODD['greek']} {i}")
 
     index = ReasoningIndex(Settings(data_dir=tmp_path / "data"))
-    worker = ReasoningWorker(sessions, index, sweep_every=sweep_every)
+    worker = ReasoningWorker(sessions, index, pacing=Pacing(sweep_every=sweep_every))
     try:
         await store(1, 2, 4, 5)
         for _ in range(3):

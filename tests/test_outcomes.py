@@ -4,24 +4,22 @@ whatever order trades arrive in and however many hubs store them."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from nats.aio.client import Client as Nats
-from sqlalchemy import insert
 
 from core.outcomes import GroupState, LiveFill, pair_all, pair_into
 from handlers.events.outcome_worker import OutcomeWorker
+from handlers.events.worker_pacing import Pacing
 from storage.sql import leases
 from storage.sql.engine import async_sessions, create_hub_engine
 from storage.sql.migrate import upgrade
-from storage.sql.models import Trade
 from storage.sql.outcome_rows import outcomes_of
 from tests.support.hub_app import Hub, hub_settings, start_hub
-from tests.support.payloads import publish_raw, publish_trade
+from tests.support.payloads import insert_trade_rows, publish_raw, publish_trade
 from tests.support.postgres import empty_database
 from tests.support.waiting import eventually
 
@@ -307,16 +305,13 @@ async def test_a_trade_committed_below_the_checkpoint_is_paired_by_the_sweep(
     sessions = async_sessions(engine)
 
     async def store(*ids: int) -> None:
-        async with sessions() as session, session.begin():
-            await session.execute(insert(Trade), [
-                {"id": i, "event_id": f"sweep-{i}", "timestamp": datetime(2024, 5, 1, 12, i, tzinfo=timezone.utc),
-                 "asset": "BTC", "action": "BUY" if i % 2 else "SELL", "price": 100.0 + i, "quantity": 1.0,
-                 "reasoning": "", "confidence": 50.0, "source": "s", "strategy": "x", "fee": 0.0} for i in ids])
+        await insert_trade_rows(sessions, ids, action=lambda i: "BUY" if i % 2 else "SELL",
+                                price=lambda i: 100.0 + i)
 
     async def no_publish(subject: str, payload: bytes) -> None:
         return None
 
-    worker = OutcomeWorker(sessions, no_publish, sweep_every=sweep_every)
+    worker = OutcomeWorker(sessions, no_publish, pacing=Pacing(sweep_every=sweep_every))
     try:
         await store(1, 2, 4, 5)
         while await worker.run_pass():

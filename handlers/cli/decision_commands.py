@@ -13,9 +13,8 @@ from nats.aio.client import Client as Nats
 from rich.console import Console
 from rich.table import Table
 
-from bus.replies import request
+from bus.replies import ask
 from core.decisions import RecallRequest, SimilarDecisions
-from core.errors import HubError
 from core.subjects import DECISION_RECALL
 from handlers.events.decision_questions import DecisionMemory
 
@@ -45,10 +44,7 @@ async def _recall(hub: Nats | None, open_memory: OpenMemory, draft: RecallReques
     if hub is None:
         async with open_memory() as memory:
             return await memory.recall(draft)
-    answer = await request(hub, DECISION_RECALL, draft, timeout=30)
-    if "error" in answer:
-        raise HubError(answer["message"])
-    return SimilarDecisions.model_validate(answer)
+    return await ask(hub, DECISION_RECALL, draft, SimilarDecisions)
 
 
 async def recall_command(hub: Nats | None, open_memory: OpenMemory, draft: RecallRequest) -> None:

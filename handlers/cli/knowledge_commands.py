@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from bus.codec import encode
-from bus.replies import request
+from bus.replies import ask
 from core.errors import HubError
 from core.events import IndexRequested
 from core.knowledge import SearchRequest, SearchResponse
@@ -104,10 +104,7 @@ async def _search(hub: Nats | None, open_indexer: OpenIndexer, search: SearchReq
     if hub is None:
         hits = await asyncio.to_thread(open_indexer().search, search.query, search.domain, search.k)
         return SearchResponse(results=hits)
-    answer = await request(hub, KNOWLEDGE_SEARCH, search, timeout=30)
-    if "error" in answer:
-        raise HubError(answer["message"])
-    return SearchResponse.model_validate(answer)
+    return await ask(hub, KNOWLEDGE_SEARCH, search, SearchResponse)
 
 
 async def search_command(hub: Nats | None, open_indexer: OpenIndexer, search: SearchRequest) -> None:

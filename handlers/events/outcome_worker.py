@@ -33,9 +33,6 @@ from storage.sql.outcome_rows import (
 log = logging.getLogger(__name__)
 LEASE = "outcomes"
 LEASE_SECONDS = 15.0
-# A trade whose commit came later than GAP_WAIT after its id was given out sits below the
-# checkpoint: every so often a pass reads from the first trade, so it is paired all the same.
-SWEEP_SECONDS = 300.0
 Publish = Callable[[str, bytes], Coroutine[Any, Any, None]]
 
 
@@ -71,8 +68,6 @@ class OutcomeWorker:
     # the holder writes them; dropped when the lease is (re)taken or a pass fails.
     _groups: dict[GroupKey, tuple[int | None, GroupState]] = field(default_factory=dict)
     _generation: int | None = None
-    sweep_every: float = SWEEP_SECONDS
-    _swept_at: float = field(default_factory=time.monotonic)
 
     def wake(self, stored: int) -> None:
         """STORED new trades are committed: look at once (or stand aside: see Pacing)."""
@@ -92,9 +87,7 @@ class OutcomeWorker:
 
         Reading and pairing happen outside any write transaction; the results are written in
         one short one, fenced by the lease, so the ingest path's commits barely wait."""
-        sweep = time.monotonic() - self._swept_at >= self.sweep_every
-        if sweep:
-            self._swept_at = time.monotonic()
+        sweep = self.pacing.sweep_due()  # a late commit below the checkpoint is paired too
         async with self.sessions() as session:  # idle: look without writing (no lock taken)
             if not await unpaired_trades(session, 0 if sweep else await watermark(session, LEASE), 1):
                 return False

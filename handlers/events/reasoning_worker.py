@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,6 @@ LEASE = "reasoning"  # its watermark: live trades mapped to their texts
 CHECKPOINTS: dict[Kind, str] = {"live": LEASE, "backtest": "reasoning.backtests"}
 VECTORS = "reasoning.vectors"  # every text up to it is embedded
 LEASE_SECONDS = 30.0  # longer than one embedding batch takes on a loaded machine
-SWEEP_SECONDS = 300.0  # how often trades below the checkpoints are checked for a late commit
 
 
 class LeaseLost(Exception):
@@ -51,8 +49,6 @@ class ReasoningWorker:
     holder: str = field(default_factory=lambda: f"hub-{uuid.uuid4()}")
     mapped: int = 0  # trades this instance mapped
     _frontiers: dict[Kind, IdFrontier] = field(default_factory=lambda: {k: IdFrontier() for k in CHECKPOINTS})
-    sweep_every: float = SWEEP_SECONDS
-    _swept_at: float = field(default_factory=time.monotonic)
 
     def wake(self, stored: int) -> None:
         """STORED new trades are committed: look at once (or stand aside: see Pacing)."""
@@ -70,7 +66,7 @@ class ReasoningWorker:
         """Bring the lexical index up to date; map and embed one batch if this instance holds
         the lease. Whether more may be waiting."""
         lexical_more = await self.sync_lexical()
-        sweep = time.monotonic() - self._swept_at >= self.sweep_every
+        sweep = self.pacing.sweep_due()
         if not sweep and not await self._work_waiting():  # idle: look without writing (no lock)
             return lexical_more
         async with self.sessions() as session, session.begin():
@@ -78,9 +74,11 @@ class ReasoningWorker:
         if generation is None:
             return lexical_more
         if sweep:
-            self._swept_at = time.monotonic()
             await self._sweep(generation)
         mapped_more = await self._map(generation)
+        # Its own new texts are searchable by their words before the pass ends (and before the
+        # lag it reports reaches 0), not only from the next pass on.
+        lexical_more = await self.sync_lexical() or lexical_more
         embedded_more = await self._embed(generation)
         return lexical_more or mapped_more or embedded_more
 

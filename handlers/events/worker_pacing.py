@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 # The workers lag meanwhile, and catch up as soon as batches are no longer full.
 YIELD_SECONDS = 0.5
 IDLE_SECONDS = 1.0  # an idle worker looks again after this, or when woken
+# A row whose commit came later than GAP_WAIT after its id was given out sits below a worker's
+# checkpoint: every so often a pass reads below it too, so the row is handled all the same.
+SWEEP_SECONDS = 300.0
 
 
 @dataclass
@@ -30,6 +33,15 @@ class Pacing:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _ingest_busy_until: float = 0.0
     stopping: bool = False
+    sweep_every: float = SWEEP_SECONDS
+    _swept_at: float = field(default_factory=time.monotonic)
+
+    def sweep_due(self) -> bool:
+        """Whether this pass should also look below the checkpoint (then not again for a while)."""
+        if time.monotonic() - self._swept_at < self.sweep_every:
+            return False
+        self._swept_at = time.monotonic()
+        return True
 
     def wake(self, stored: int) -> None:
         """STORED new trades are committed; a full batch means ingest is catching up."""

@@ -143,11 +143,7 @@ class LexicalIndex:
         with self._lock, _transaction(self._db):
             self._terms.forget()
             self._db.execute("DELETE FROM chunk WHERE source = ?", (record.source,))
-            self._db.executemany(
-                "INSERT INTO chunk (chunk_id, source, domain, position, title, heading, body, text)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(c.chunk_id, c.source, c.domain, c.position, c.title, c.heading, c.body, c.text)
-                 for c in chunks])
+            self._insert_chunks("INSERT", chunks)
             self._db.execute(
                 "INSERT OR REPLACE INTO file VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (record.source, record.domain, record.sha256, record.size, record.mtime_ns,
@@ -157,11 +153,15 @@ class LexicalIndex:
         """Add chunks that belong to no file (the reasoning index's texts); known ids are kept."""
         with self._lock, _transaction(self._db):
             self._terms.forget()
-            self._db.executemany(
-                "INSERT OR IGNORE INTO chunk (chunk_id, source, domain, position, title, heading, body,"
-                " text) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(c.chunk_id, c.source, c.domain, c.position, c.title, c.heading, c.body, c.text)
-                 for c in chunks])
+            self._insert_chunks("INSERT OR IGNORE", chunks)
+
+    def _insert_chunks(self, verb: str, chunks: Sequence[StoredChunk]) -> None:
+        """CHUNKS into the table (the caller holds the lock, in a transaction)."""
+        self._db.executemany(
+            f"{verb} INTO chunk (chunk_id, source, domain, position, title, heading, body, text)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(c.chunk_id, c.source, c.domain, c.position, c.title, c.heading, c.body, c.text)
+             for c in chunks])
 
     def last_position(self, source: str) -> int:
         """The highest position of SOURCE's chunks; 0 when it has none."""

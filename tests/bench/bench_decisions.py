@@ -11,7 +11,8 @@ evaluation set's twelve themes (tests/support/reasoning_eval.py) with varied num
 and context, so bots repeat texts as they do.
 
 1. mapping    the worker records which text each trade gave (a repeated text costs a
-              lookup): trades per second over all --trades.
+              lookup): trades per second over all --trades, beside reading the same trades
+              in the same batches and writing nothing (the reference), and the ratio.
 2. embedding  the worker embeds every distinct text, in its batches, into Chroma: texts per
               second, beside the embedder's own rate on 2,000 of the same texts in the same
               run (embed() in batches of 32, nothing else), and the ratio. Past
@@ -43,6 +44,7 @@ from storage.sql.engine import async_sessions, create_hub_engine
 from storage.sql.leases import acquire
 from storage.sql.migrate import upgrade
 from storage.sql.models import Trade
+from storage.sql.reasoning_rows import trades_after
 from tests.support.reasoning_eval import ASSETS, CONTEXT, QUERIES, THEMES
 
 
@@ -74,6 +76,19 @@ def _at(epoch: float) -> Any:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(epoch, timezone.utc)
+
+
+async def read_all(sessions: Any, batch: int) -> float:
+    """Seconds to read every trade's (id, reasoning) in the worker's batches: the reference."""
+    started, mark = time.perf_counter(), 0
+    while trades := await _read(sessions, mark, batch):
+        mark = trades[-1][0]
+    return time.perf_counter() - started
+
+
+async def _read(sessions: Any, mark: int, batch: int) -> list[tuple[int, str]]:
+    async with sessions() as session:
+        return await trades_after(session, "live", mark, batch)
 
 
 def percentiles(samples: list[float]) -> str:
@@ -120,11 +135,14 @@ async def build(sessions: Any, index: ReasoningIndex, worker: ReasoningWorker, a
     assert generation is not None
     await asyncio.to_thread(index.embedder.embed, texts[:64])  # the model loaded before timing
 
+    reading = await read_all(sessions, worker.batch)
     started = time.perf_counter()
     while await worker._map(generation):
         pass
     mapping = time.perf_counter() - started
-    print(f"1. mapping    {worker.mapped:,} trades in {mapping:.1f} s: {worker.mapped / mapping:,.0f} trades/s")
+    print(f"1. mapping    {worker.mapped:,} trades in {mapping:.1f} s: {worker.mapped / mapping:,.0f} trades/s; "
+          f"reading them alone (the same batches, nothing written): {worker.mapped / reading:,.0f} trades/s; "
+          f"ratio {reading / mapping:.2f}")
 
     sample = texts[-2000:]
     started = time.perf_counter()
