@@ -57,6 +57,10 @@ class Route:
     check: Check | None = None  # subject-aware rule beyond the model, returns a reason
     max_bytes: int = 64 * 1024
     batch_size: int = 1000
+    # Batches whose transactions may be open at once. More than one only where the database
+    # runs concurrent writers (PostgreSQL): a redelivered event's insert then waits on the
+    # unique event_id until the first delivery's transaction ends, and sees it committed.
+    commits_in_flight: int = 1
 
 
 @dataclass
@@ -74,6 +78,26 @@ class ConsumerStats:
     dead_lettered_by_subject: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    """A batch's good messages and their events, in the same order."""
+
+    accepted: list[Msg]
+    events: list[Any]
+
+
+@dataclass(frozen=True)
+class _Persisted:
+    """A committed batch and what its handler answered, waiting to be announced and acked."""
+
+    decoded: _Decoded
+    results: Sequence[Notification | Rejection]
+    started: float  # perf_counter when its commit began, for the batch-time metric
+
+
+Committing = asyncio.Task[_Persisted | None]
+
+
 @dataclass
 class BatchConsumer:
     """Consumes one route's durable consumer until stopped; never dies on a bad event."""
@@ -88,32 +112,30 @@ class BatchConsumer:
     _pull: PullSubscription | None = None
 
     async def run(self) -> None:
-        """Fetch and process batches until stop(); the batch in hand is finished first.
+        """Fetch and process batches until stop(); the batches in hand are finished first.
 
-        Two stages overlap: while one batch commits (the driver works in its own thread) the
-        next is decoded and its bad events dead-lettered. Commits stay one at a time, in order.
+        Three stages overlap: decoding (and dead-lettering the bad) here, persisting, and
+        announcing and acking. While a batch commits (the database works on it), the batch
+        before it is announced and acked and the batch after it decoded. Batches are announced
+        and acked in the order they were fetched; up to route.commits_in_flight commit at once.
         """
         self._pull = PullSubscription(
             self.nc, self.stream, self.route.name, batch=self.route.batch_size
         )
         await self._pull.start()
         self.stats.running = True
-        committing: asyncio.Task[None] | None = None
+        decoded: asyncio.Queue[_Decoded | None] = asyncio.Queue(maxsize=1)
+        persisted: asyncio.Queue[Committing | None] = asyncio.Queue(maxsize=1)
+        stages = [asyncio.create_task(self._persisting(decoded, persisted)),
+                  asyncio.create_task(self._announcing(persisted))]
         try:
             while not self._stopping:
                 batch = await self._pull.next_batch(self.route.batch_size, timeout=1.0)
-                if not batch:
-                    continue
-                sorted_batch = await self._guard(self._sort(batch), len(batch))
-                if committing is not None:
-                    await committing
-                    committing = None
-                if sorted_batch is not None:
-                    work = self._guard(self._commit(*sorted_batch), len(batch))
-                    committing = asyncio.create_task(work)
+                if batch and (good := await self._guard(self._sort(batch), len(batch))):
+                    await decoded.put(good)
         finally:
-            if committing is not None:
-                await committing
+            await decoded.put(None)
+            await asyncio.gather(*stages)
             self.stats.running = False
             for msg in await self._pull.stop():
                 await msg.nak()  # hand them straight to another instance
@@ -134,7 +156,7 @@ class BatchConsumer:
             await asyncio.sleep(1.0)
             return None
 
-    async def _sort(self, batch: list[Msg]) -> tuple[list[Msg], list[Any]] | None:
+    async def _sort(self, batch: list[Msg]) -> _Decoded | None:
         """Decode BATCH; dead-letter what is bad. The good messages and their events, if any."""
         self.stats.consumed += len(batch)
         self.stats.batches += 1
@@ -149,16 +171,36 @@ class BatchConsumer:
                 accepted.append(msg)
             except InvalidEvent as error:
                 await self._dead_letter(msg, str(error))
-        return (accepted, events) if events else None
+        return _Decoded(accepted, events) if events else None
 
-    async def _commit(self, accepted: list[Msg], events: list[Any]) -> None:
-        """Persist, then announce, then ack."""
+    async def _persisting(self, decoded: asyncio.Queue[_Decoded | None],
+                          persisted: asyncio.Queue[Committing | None]) -> None:
+        """Stage two: start each decoded batch's commit once a slot is free; pass it on in order."""
+        slots = asyncio.Semaphore(self.route.commits_in_flight)
+        while (batch := await decoded.get()) is not None:
+            await slots.acquire()
+            await persisted.put(asyncio.create_task(self._committed(batch, slots)))
+        await persisted.put(None)
+
+    async def _committed(self, batch: _Decoded, slots: asyncio.Semaphore) -> _Persisted | None:
         started = time.perf_counter()
-        results = await self._persist(events, accepted)
-        if results is None:
-            return  # stopping while the database is down: leave them for redelivery
-        notifications = [r for r in results if isinstance(r, Notification)]
-        rejected = {r.index: r.reason for r in results if isinstance(r, Rejection)}
+        try:
+            results = await self._persist(batch.events, batch.accepted)
+        finally:
+            slots.release()
+        # None: stopping while the database is down; the batch is left for redelivery.
+        return None if results is None else _Persisted(batch, results, started)
+
+    async def _announcing(self, persisted: asyncio.Queue[Committing | None]) -> None:
+        """Stage three: announce and ack each committed batch, in the order they were fetched."""
+        while (committing := await persisted.get()) is not None:
+            if (batch := await committing) is not None:
+                await self._guard(self._announce(batch), len(batch.decoded.events))
+
+    async def _announce(self, batch: _Persisted) -> None:
+        accepted, events = batch.decoded.accepted, batch.decoded.events
+        notifications = [r for r in batch.results if isinstance(r, Notification)]
+        rejected = {r.index: r.reason for r in batch.results if isinstance(r, Rejection)}
         # Announce before acking, on the same connection: a crash that loses an announcement
         # loses the acks queued behind it, and the redelivered replay is announced again.
         for note in notifications:
@@ -172,7 +214,7 @@ class BatchConsumer:
         self.stats.persisted += fresh
         self.stats.duplicates += len(events) - fresh - len(rejected)
         if self.on_batch is not None:
-            self.on_batch(self.route.name, len(events), time.perf_counter() - started)
+            self.on_batch(self.route.name, len(events), time.perf_counter() - batch.started)
 
     def _decode(self, msg: Msg) -> Event:
         event = decode(self.route.model, msg.data, self.route.max_bytes)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+
+from bus.consumer import Notification, Rejection
 
 from core.events import TradeExecuted
-from storage.sql.engine import async_sessions, create_hub_engine
+from handlers.events.trade_executed import persist_trades
+from storage.sql.engine import async_sessions, create_hub_engine, write_transactions
 from storage.sql.migrate import upgrade
 from storage.sql.models import Trade
 from storage.sql.trade_rows import SQLITE_ROWS_PER_STATEMENT, insert_trades
@@ -48,4 +52,29 @@ async def test_batches_larger_than_one_statement(database_url: str) -> None:
         stored = await insert_trades(session, events)
     assert [e.event_id for _, e in stored] == [e.event_id for e in events]
     assert len({row_id for row_id, _ in stored}) == total
+    await engine.dispose()
+
+
+async def test_overlapping_batches_committing_at_once_store_each_trade_once(database_url: str) -> None:
+    """As ingest does on PostgreSQL (two transactions open at once): a trade redelivered into
+    the next batch waits for the first delivery's commit, then is recognised as its replay."""
+    engine = create_hub_engine(database_url)
+    await upgrade(engine)
+    sessions = async_sessions(engine)
+    shared = [TradeExecuted.model_validate(trade(event_id=f"both-{i}")) for i in range(50)]
+    batches = [[TradeExecuted.model_validate(trade(event_id=f"{name}-{i}")) for i in range(500)] + shared
+               for name in ("first", "second")]
+    slots = asyncio.Semaphore(write_transactions(database_url))
+
+    async def commit(batch: list[TradeExecuted]) -> list[Notification | Rejection]:
+        async with slots:
+            return await persist_trades(sessions, lambda _: None, batch)
+
+    results = await asyncio.gather(*(commit(batch) for batch in batches))
+    notes = [note for answer in results for note in answer]
+    assert all(isinstance(note, Notification) for note in notes)
+    assert sum(not note.replay for note in notes if isinstance(note, Notification)) == 1050
+    assert sum(note.replay for note in notes if isinstance(note, Notification)) == 50
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Trade)) == 1050
     await engine.dispose()

@@ -36,6 +36,7 @@ from handlers.events.index_requested import IndexFollower, Publish, index_reques
 from handlers.events.knowledge_search import search_knowledge
 from handlers.events.trade_executed import check_trade_subject, persist_trades
 from storage.rag.indexer import KnowledgeIndexer
+from storage.sql.engine import write_transactions
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ def build_subscriptions(
         consumers=[
             Route(name="trades", filter_subject=f"{TRADES}.>", model=TradeExecuted,
                   handler=partial(persist_trades, sessions, trades_stored), check=check_trade_subject,
-                  max_bytes=64 * 1024, batch_size=settings.batch_size),
+                  max_bytes=64 * 1024, batch_size=settings.batch_size,
+                  commits_in_flight=write_transactions(settings.database_url)),
             Route(name="backtests", filter_subject=BACKTESTS_COMPLETED, model=BacktestCompleted,
                   handler=partial(persist_backtests, sessions, settings.logs_dir),
                   max_bytes=settings.nats_max_payload,

@@ -38,6 +38,12 @@ def _on_connect_set_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def write_transactions(url: str) -> int:
+    """How many write transactions ingest keeps open at once: SQLite has one writer at a time;
+    PostgreSQL runs them side by side (one commits while the next executes)."""
+    return 1 if make_url(url).get_backend_name() == "sqlite" else 2
+
+
 def create_hub_engine(url: str) -> AsyncEngine:
     """Async engine for URL; SQLite files get their folder and WAL mode."""
     engine = create_async_engine(url, pool_pre_ping=not _prepare_sqlite(url))
