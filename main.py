@@ -235,7 +235,7 @@ async def _start_consumers(app: web.Application, table: Subscriptions) -> list[a
 
 
 async def stop_consumers(app: web.Application) -> None:
-    """Stop fetching; each consumer finishes, commits and acks the batch in hand."""
+    """Stop fetching; each consumer finishes, commits and acks the batches in hand."""
     for consumer in app[CONSUMERS]:
         consumer.stop()
     while any(c.stats.running for c in app[CONSUMERS]):

@@ -141,7 +141,7 @@ class BatchConsumer:
                 await msg.nak()  # hand them straight to another instance
 
     def stop(self) -> None:
-        """Ask run() to return after the batch in hand."""
+        """Ask run() to return once the batches in hand are committed and acked."""
         self._stopping = True
         if self._pull is not None:
             self._pull.wake()
