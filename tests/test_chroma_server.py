@@ -23,6 +23,7 @@ from nats.aio.client import Client as Nats
 
 from bus.embedded import free_port
 from core.settings import REPO_ROOT, Settings
+from handlers.http.keys import MEMORY
 from storage.rag.embedding import Embedder
 from storage.rag.indexer import KnowledgeIndexer
 from storage.rag.vectors import collection_name
@@ -179,7 +180,8 @@ async def test_decision_memory_keeps_its_vectors_on_the_server(chroma_hub: Hub, 
         await publish_trade(nc, event_id=f"chroma-memory-{number}", reasoning=reasoning)
 
     async def embedded() -> bool:
-        return server_counts(chroma).get("reasoning") == len(reasonings)
+        collection = chroma_hub.app[MEMORY].worker.index.collection  # "reasoning-int8" by default
+        return server_counts(chroma).get(collection) == len(reasonings)
 
     await eventually(embedded, timeout=60, what="the reasoning vectors on the server")
     response = await chroma_hub.http.get("/api/trades/search", params={

@@ -185,6 +185,25 @@ async def test_a_restart_resumes_from_the_checkpoint_and_embeds_each_text_once(
         await again.stop()
 
 
+async def test_another_precision_embeds_into_its_own_collection_not_among_the_old_vectors(
+    nc: Nats, tmp_path: Path, nats_url: str, sqlite_url: str
+) -> None:
+    settings = hub_settings(tmp_path, nats_url, sqlite_url)
+    plan = [("float32", "reasoning", OVERSOLD, 1), ("int8", "reasoning-int8", BREAKOUT, 2)]
+    for trades, (precision, collection, reasoning, embedded) in enumerate(plan, start=1):
+        hub = await start_hub(settings.model_copy(update={"embedding_precision": precision}))
+        try:
+            await publish_trade(nc, event_id=f"switch-{precision}", reasoning=reasoning)
+            await eventually(lambda: indexed(hub, trades), timeout=60, what=f"{precision} indexed")
+            index = hub.app[MEMORY].worker.index
+            assert (index.collection, index.embedder.precision) == (collection, precision)
+            # int8 starts from its own checkpoint: the text float32 embedded is embedded again.
+            assert index.embedded == embedded
+            assert (await search(hub, q=PARAPHRASE, k=1))[0]["reasoning"] == OVERSOLD
+        finally:
+            await hub.stop()
+
+
 async def test_two_instances_never_both_embed_a_text_and_both_search_it(
     nc: Nats, tmp_path: Path, nats_url: str
 ) -> None:

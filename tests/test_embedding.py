@@ -1,4 +1,5 @@
-"""The offline MiniLM embedder: same vectors as sentence-transformers, for every backend."""
+"""The offline MiniLM embedder: same vectors as sentence-transformers, for every float32 backend
+(the int8 encoder's own tests are in test_embedding_int8.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ BACKENDS = [pytest.param("onnx", marks=pytest.mark.skipif(not HAS_ORT, reason="n
 @pytest.fixture(scope="module", params=BACKENDS)
 def embedder(request: pytest.FixtureRequest) -> Iterator[Embedder]:
     """One embedder per backend, shared by the module's tests (loading takes about a second)."""
-    emb = Embedder(backend=request.param)
+    emb = Embedder(backend=request.param, precision="float32")
     assert emb.backend == request.param
     yield emb
 
@@ -90,14 +91,15 @@ def test_concurrent_callers_are_serialised(embedder: Embedder) -> None:
 @pytest.mark.skipif(not HAS_ORT, reason="no onnxruntime")
 def test_backends_agree() -> None:
     texts = [*TEXTS, *(t.upper() for t in TEXTS)]
-    fast = Embedder(backend="onnx").embed(texts, batch_size=4)
+    fast = Embedder(backend="onnx", precision="float32").embed(texts, batch_size=4)
     slow = Embedder(backend="numpy").embed(texts, batch_size=4)
     assert cosines(fast, slow).min() >= 0.99999
 
 
 @pytest.mark.skipif(not HAS_ORT, reason="no onnxruntime")
 def test_auto_prefers_onnx() -> None:
-    assert Embedder().backend == "onnx"
+    assert Embedder(precision="float32").backend == "onnx"
+    assert Embedder(precision="int8").backend == "onnx-int8"
 
 
 def test_model_dir_holds_the_files() -> None:

@@ -47,8 +47,9 @@ Use them.
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    """One embedder for the module; loading takes about a second."""
-    return Embedder()
+    """One embedder for the module, of the configured precision (an indexer built without one
+    must take these vectors as its own); loading takes about a second."""
+    return Embedder(precision=Settings().embedding_precision)
 
 
 @pytest.fixture(autouse=True)

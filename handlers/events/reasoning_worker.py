@@ -29,7 +29,6 @@ from storage.sql.reasoning_rows import lag, map_texts, texts_after, trades_after
 log = logging.getLogger(__name__)
 LEASE = "reasoning"  # its watermark: live trades mapped to their texts
 CHECKPOINTS: dict[Kind, str] = {"live": LEASE, "backtest": "reasoning.backtests"}
-VECTORS = "reasoning.vectors"  # every text up to it is embedded
 LEASE_SECONDS = 30.0  # longer than one embedding batch takes on a loaded machine
 
 
@@ -57,6 +56,11 @@ class ReasoningWorker:
     def stop(self) -> None:
         """Finish the pass in hand, then return from run()."""
         self.pacing.stop()
+
+    @property
+    def _vectors_mark(self) -> str:
+        """The checkpoint below which every text is embedded, one per collection (precision)."""
+        return f"{self.index.collection}.vectors"
 
     async def run(self) -> None:
         """Pass after pass until stopped; idle, it looks again each second or when woken."""
@@ -94,14 +98,15 @@ class ReasoningWorker:
     async def lag(self) -> IndexLag:
         """Live trades not searchable by meaning yet, and the age of the oldest."""
         async with self.sessions() as session:
-            return await lag(session, await watermark(session, LEASE), await watermark(session, VECTORS))
+            mapped, embedded = await watermark(session, LEASE), await watermark(session, self._vectors_mark)
+            return await lag(session, mapped, embedded)
 
     async def _work_waiting(self) -> bool:
         async with self.sessions() as session:
             for kind, name in CHECKPOINTS.items():
                 if await trades_after(session, kind, await watermark(session, name), 1):
                     return True
-            return bool(await texts_after(session, await watermark(session, VECTORS), 1))
+            return bool(await texts_after(session, await watermark(session, self._vectors_mark), 1))
 
     async def _map(self, generation: int) -> bool:
         """Record the texts of the next trades of each kind, fenced by the lease."""
@@ -138,13 +143,13 @@ class ReasoningWorker:
     async def _embed(self, generation: int) -> bool:
         """Embed the next texts (in a thread), then move the checkpoint, fenced by the lease."""
         async with self.sessions() as session:
-            texts = await texts_after(session, await watermark(session, VECTORS), self.embed_batch)
+            texts = await texts_after(session, await watermark(session, self._vectors_mark), self.embed_batch)
         if not texts:
             return False
         await asyncio.to_thread(self.index.embed, texts)
         async with self.sessions() as session, session.begin():
             await self._fence(session, generation)
-            await advance(session, VECTORS, texts[-1][0])
+            await advance(session, self._vectors_mark, texts[-1][0])
         return len(texts) == self.embed_batch
 
     async def _fence(self, session: Any, generation: int) -> None:

@@ -18,14 +18,12 @@ from core.knowledge import DOMAINS, DomainInfo, IndexStats, InlineDocument, Sear
 from core.settings import Settings
 from storage.rag.chunking import VERSION as CHUNKER_VERSION
 from storage.rag.daemon_client import index_through_daemon, other_daemon
-from storage.rag.embedding import Embedder, shared_embedder
-from storage.rag.fusion import Ranking, fuse
+from storage.rag.embedding import Embedder, model_id, shared_embedder
 from storage.rag.files import check_domains, safe_source, walk, write_document
-from storage.rag.sync import Progress, Sync
+from storage.rag.fusion import Ranking, fuse
 from storage.rag.lexical import LexicalIndex
+from storage.rag.sync import Progress, Sync
 from storage.rag.vectors import VectorStore
-
-MODEL = "all-MiniLM-L6-v2"
 
 
 class KnowledgeIndexer:
@@ -35,6 +33,7 @@ class KnowledgeIndexer:
         self.settings = settings or Settings()
         self.root = self.settings.knowledge_dir
         self._embedder = embedder
+        self.precision = embedder.precision if embedder else self.settings.embedding_precision
         self._lexical: LexicalIndex | None = None
         self._vectors = VectorStore(self.settings.chroma_url, self.settings.data_dir / "chroma")
         self._run_lock = threading.RLock()  # one indexing run at a time
@@ -54,7 +53,7 @@ class KnowledgeIndexer:
         """The embedding model, loaded on first use (about a second)."""
         with self._open_lock:
             if self._embedder is None:
-                self._embedder = shared_embedder()
+                self._embedder = shared_embedder(self.precision)
             return self._embedder
 
     @property
@@ -150,8 +149,9 @@ class KnowledgeIndexer:
 
     def _sync(self, stats: IndexStats) -> Sync:
         store = self.settings.chroma_url or str(self.settings.data_dir / "chroma")
-        # Vectors made by another chunker, model or store are not reused: those files re-embed.
-        pipeline = f"chunker-{CHUNKER_VERSION}|{MODEL}|{store}"
+        # Vectors made by another chunker, model, precision or store are not reused: those files
+        # re-embed (float32's id is the bare model name, as before there was a choice).
+        pipeline = f"chunker-{CHUNKER_VERSION}|{model_id(self.precision)}|{store}"
         # An embedded store deleted by hand leaves a manifest that describes nothing: rebuild.
         lost = not self.settings.chroma_url and not (self.settings.data_dir / "chroma").is_dir()
         return Sync(self.root, self.lexical, self._vectors, lambda: self.embedder, pipeline,

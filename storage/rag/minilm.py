@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from numpy.typing import NDArray
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
+# Sees the input of each layer's matmuls: (layer, "qkv" | "attn_out" | "ff_in" | "ff_out", x).
+Observer = Callable[[int, str, F32], None]
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,9 @@ class NumpyEncoder:
 
     name = "numpy"
 
-    def __init__(self, bert: Bert) -> None:
+    def __init__(self, bert: Bert, observe: Observer | None = None) -> None:
         self._bert = bert
+        self._observe = observe or _ignore
 
     def __call__(self, ids: I64, mask: I64) -> F32:
         """Last hidden state (batch, seq, hidden) for right-padded ids and their 0/1 mask."""
@@ -110,16 +114,20 @@ class NumpyEncoder:
         x = _layer_norm(x, b.emb_ln_g, b.emb_ln_b, b.eps)
         # Padded keys get a large negative score, so softmax gives them no weight.
         bias = np.where(mask[:, None, None, :] > 0, 0.0, -1e9).astype(np.float32)
-        for layer in b.layers:
-            x = self._layer(x, layer, bias)
+        for i, layer in enumerate(b.layers):
+            x = self._layer(i, x, layer, bias)
         return x
 
-    def _layer(self, x: F32, w: Layer, bias: F32) -> F32:
+    def _layer(self, i: int, x: F32, w: Layer, bias: F32) -> F32:
         """One post-LayerNorm BERT layer: attention, then the feed-forward block."""
-        eps = self._bert.eps
-        attn = self._attention(x, w, bias) @ w.attn_out_w + w.attn_out_b
-        x = _layer_norm(x + attn, w.ln1_g, w.ln1_b, eps)
+        eps, seen = self._bert.eps, self._observe
+        seen(i, "qkv", x)
+        context = self._attention(x, w, bias)
+        seen(i, "attn_out", context)
+        x = _layer_norm(x + context @ w.attn_out_w + w.attn_out_b, w.ln1_g, w.ln1_b, eps)
+        seen(i, "ff_in", x)
         h = _gelu(x @ w.ff_in_w + w.ff_in_b)
+        seen(i, "ff_out", h)
         return _layer_norm(x + h @ w.ff_out_w + w.ff_out_b, w.ln2_g, w.ln2_b, eps)
 
     def _attention(self, x: F32, w: Layer, bias: F32) -> F32:
@@ -133,6 +141,10 @@ class NumpyEncoder:
         probs = scores / scores.sum(axis=-1, keepdims=True)
         context: F32 = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, seq, hidden)
         return context
+
+
+def _ignore(layer: int, point: str, x: F32) -> None:
+    """The default observer."""
 
 
 def _layer_norm(x: F32, g: F32, b: F32, eps: float) -> F32:

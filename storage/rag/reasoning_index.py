@@ -1,5 +1,6 @@
 """The reasoning index: every distinct reasoning text, searchable by its words (SQLite FTS5,
-in this instance's data folder) and by its meaning (the Chroma collection "reasoning").
+in this instance's data folder) and by its meaning (the Chroma collection "reasoning", or
+"reasoning-int8" for the int8 encoder).
 
 The knowledge base's pieces, reused: the same lexical index and query terms, the same
 embedding model, the same fusion. Ids are the texts' database ids, as strings, on both sides.
@@ -17,7 +18,7 @@ from storage.rag.fusion import Ranking, fuse
 from storage.rag.lexical import LexicalIndex, StoredChunk
 from storage.rag.vectors import VectorStore
 
-COLLECTION = "reasoning"  # the Chroma collection, and the lexical rows' source and domain
+COLLECTION = "reasoning"  # the lexical rows' source and domain, and float32's Chroma collection
 
 
 class ReasoningIndex:
@@ -26,6 +27,10 @@ class ReasoningIndex:
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self._path = settings.data_dir / "reasoning.db"
         self._embedder = embedder
+        self.precision = embedder.precision if embedder else settings.embedding_precision
+        # One collection per precision: changing the setting re-embeds into its own collection
+        # (from its own checkpoint) instead of mixing int8 and float32 vectors in one.
+        self.collection = COLLECTION if self.precision == "float32" else f"{COLLECTION}-{self.precision}"
         self._lexical: LexicalIndex | None = None
         self._vectors = VectorStore(settings.chroma_url, settings.data_dir / "chroma", prefix="")
         self._lock = threading.Lock()
@@ -45,7 +50,7 @@ class ReasoningIndex:
         """The embedding model (the process's shared one unless given)."""
         with self._lock:
             if self._embedder is None:
-                self._embedder = shared_embedder()
+                self._embedder = shared_embedder(self.precision)
             return self._embedder
 
     def close(self) -> None:
@@ -68,7 +73,7 @@ class ReasoningIndex:
     def embed(self, texts: Sequence[tuple[int, str]]) -> None:
         """Make (id, text)s searchable by meaning: one embedding each."""
         vectors = self.embedder.embed([text for _, text in texts])
-        self._vectors.upsert(COLLECTION, [str(i) for i, _ in texts], vectors,
+        self._vectors.upsert(self.collection, [str(i) for i, _ in texts], vectors,
                              [""] * len(texts), [{"chars": len(text)} for _, text in texts])
         self.embedded += len(texts)
 
@@ -93,10 +98,10 @@ class ReasoningIndex:
         # Until a first vector is seen there is nothing to ask (the collection may not exist);
         # vectors are never removed, so once seen the count need not be asked again (5 ms).
         if not self._has_vectors:
-            self._has_vectors = self._vectors.stored(COLLECTION) > 0
+            self._has_vectors = self._vectors.stored(self.collection) > 0
             if not self._has_vectors:
                 return []
-        vector = self._vectors.vector(COLLECTION, str(text_id)) if text_id is not None else None
+        vector = self._vectors.vector(self.collection, str(text_id)) if text_id is not None else None
         if vector is None:
             vector = self.embedder.embed_query(text)
-        return self._vectors.query(COLLECTION, vector, n)
+        return self._vectors.query(self.collection, vector, n)

@@ -1,12 +1,15 @@
-"""Throughput of our MiniLM embedder against sentence-transformers on CPU torch, in one run.
+"""Throughput of our MiniLM embedder (int8 and float32) against sentence-transformers on CPU
+torch, in one run.
 
     python tests/bench/bench_embedding.py --chunks 512 [--text shipped|synthetic]
 
-Embeds chunks in batches of 32: with --text shipped (the default) the chunks of the documents
-in knowledge/, as the indexer cuts them (their lengths vary, which is where our token-length
-batching gains), else ~500-character synthetic trading-text chunks (all about one length).
-The implementations take turns round by round, and which one goes first alternates between
-rounds (the first of a pair runs on a cooler machine); medians are reported.
+Embeds the chunks with each implementation: with --text shipped (the default) the chunks of the
+documents in knowledge/, as the indexer cuts them (their lengths vary, which is where our
+token-length batching gains), else ~500-character synthetic trading-text chunks (all about one
+length). sentence-transformers gets batches of 32; ours batches by length (up to 32 texts and
+TOKENS_PER_BATCH padded tokens). The implementations take turns round by round, and which one
+goes first alternates between rounds (the first of a pair runs on a cooler machine); medians are
+reported, each as a ratio of sentence-transformers' and of our float32's.
 sentence-transformers is measured when it is importable in this interpreter; otherwise only our
 backends are. To compare, install it next to ours (torch pinned first, or pip pulls CUDA):
 
@@ -35,6 +38,7 @@ import numpy as np  # noqa: E402
 from storage.rag.embedding import Embedder, model_dir  # noqa: E402
 
 Embed = Callable[[Sequence[str]], np.ndarray]
+OURS = {"onnx-int8": ("onnx", "int8"), "onnx": ("onnx", "float32"), "numpy": ("numpy", "float32")}
 
 ASSETS = ["BTC", "ETH", "SOL", "AVAX", "LINK", "XRP", "DOGE", "ARB"]
 SENTENCES = [
@@ -107,28 +111,25 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=int(_THREADS))
-    parser.add_argument("--backends", default="onnx,numpy", help="ours to measure, comma-separated")
+    parser.add_argument("--backends", default="onnx-int8,onnx",
+                        help=f"ours to measure, comma-separated, of {', '.join(OURS)}")
     parser.add_argument("--text", choices=("shipped", "synthetic"), default="shipped")
     args = parser.parse_args()
 
     chunks = shipped_chunks(args.chunks) if args.text == "shipped" else make_chunks(args.chunks)
-    print(f"{len(chunks)} chunks of ~{sum(map(len, chunks)) // len(chunks)} chars, batch 32, "
+    print(f"{len(chunks)} chunks of ~{sum(map(len, chunks)) // len(chunks)} chars, "
           f"{args.threads} threads, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     impls: dict[str, Embed] = {}
-    for backend in args.backends.split(","):
-        emb = Embedder(threads=args.threads, backend=backend)
-        impls[f"ours/{emb.backend}"] = emb.embed  # batch_size defaults to 32
+    for name in args.backends.split(","):
+        backend, precision = OURS[name]
+        started = time.perf_counter()
+        emb = Embedder(threads=args.threads, backend=backend, precision=precision)
+        print(f"ours/{emb.backend}: loaded in {time.perf_counter() - started:.2f} s")
+        impls[f"ours/{emb.backend}"] = emb.embed
     reference = sentence_transformers_embed(args.threads)
     if reference is not None:
         impls["sentence-transformers"] = reference
-
-    vectors = {name: embed(chunks[:64]) for name, embed in impls.items()}  # warm-up, and parity
-    if reference is not None:
-        for name, v in vectors.items():
-            if name == "sentence-transformers":
-                continue
-            cos = (v * vectors["sentence-transformers"]).sum(axis=1)
-            print(f"min cosine {name} vs sentence-transformers on 64 chunks: {cos.min():.6f}")
+    parity({name: embed(chunks[:64]) for name, embed in impls.items()})  # warm-up, too
 
     rates: dict[str, list[float]] = {name: [] for name in impls}
     for r in range(args.rounds):
@@ -140,8 +141,18 @@ def main() -> None:
     medians = {name: statistics.median(v) for name, v in rates.items()}
     print("\nmedian chunks/s:")
     for name, rate in medians.items():
-        ratio = f"  ({rate / medians['sentence-transformers']:.2f}x sentence-transformers)" if reference else ""
-        print(f"  {name:24s} {rate:7.1f}{ratio}")
+        ratios = [f"{rate / medians[of]:.2f}x {of}" for of in ("sentence-transformers", "ours/onnx")
+                  if of in medians and of != name]
+        print(f"  {name:24s} {rate:7.1f}" + (f"  ({', '.join(ratios)})" if ratios else ""))
+
+
+def parity(vectors: dict[str, np.ndarray]) -> None:
+    """Min cosine of each of ours to sentence-transformers' and to our float32 vectors."""
+    for of in ("sentence-transformers", "ours/onnx"):
+        for name, v in vectors.items():
+            if of in vectors and name not in (of, "sentence-transformers"):
+                cos = (v * vectors[of]).sum(axis=1)
+                print(f"min cosine {name} vs {of} on {len(v)} chunks: {cos.min():.6f}")
 
 
 if __name__ == "__main__":

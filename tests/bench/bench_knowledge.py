@@ -29,8 +29,8 @@ import numpy as np
 from core.knowledge import DOMAINS
 from core.settings import REPO_ROOT, Settings
 from storage.rag.chunking import VERSION as CHUNKER_VERSION
-from storage.rag.embedding import Embedder
-from storage.rag.indexer import MODEL, KnowledgeIndexer
+from storage.rag.embedding import Embedder, model_id
+from storage.rag.indexer import KnowledgeIndexer
 from storage.rag.lexical import FileRecord, StoredChunk
 from storage.rag.minilm import F32
 from tests.bench.common import percentile
@@ -117,7 +117,7 @@ def fill_stores(indexer: KnowledgeIndexer, chunks: int, embedder: Embedder, seed
     # so the HNSW graph is searched as it would be, not over uniform random points.
     anchors = embedder.embed([paragraph(rng, pool) for _ in range(256)])
     store = indexer.settings.chroma_url or str(indexer.settings.data_dir / "chroma")
-    pipeline = f"chunker-{CHUNKER_VERSION}|{MODEL}|{store}"
+    pipeline = f"chunker-{CHUNKER_VERSION}|{model_id(indexer.precision)}|{store}"
     for first in range(0, chunks, 1000):
         count = min(1000, chunks - first)
         domain = DOMAINS[(first // 1000) % len(DOMAINS)]
@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build the search corpus here once, and reuse it")
     args = parser.parse_args()
     started = time.perf_counter()
-    embedder = Embedder()
+    embedder = Embedder(precision=Settings().embedding_precision)
     print(f"embedder ({embedder.backend}) loaded in {time.perf_counter() - started:.2f} s")
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_shipped:

@@ -10,7 +10,8 @@ import sys
 
 from storage.rag.embedding import Embedder
 
-Embedder().embed(["offline"])
+for precision in ("int8", "float32"):
+    Embedder(precision=precision).embed(["offline"])
 bad = {"torch", "sentence_transformers", "huggingface_hub", "transformers",
        "chromadb.utils.embedding_functions"} & set(sys.modules)
 print(sorted(bad))
