@@ -55,7 +55,6 @@ from handlers.events.index_requested import IndexFollower
 from handlers.events.outcome_worker import OutcomeWorker
 from handlers.events.reasoning_worker import ReasoningWorker
 from handlers.events.subscriptions import Subscriptions, build_subscriptions
-from handlers.events.worker_pacing import Pacing
 from handlers.http.auth import require_token
 from handlers.http.cors import enable_cors
 from handlers.http.keys import (
@@ -174,7 +173,7 @@ async def knowledge_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def outcomes_ctx(app: web.Application) -> AsyncIterator[None]:
     """The outcome worker, pairing stored trades in the background (one instance at a time)."""
-    worker = OutcomeWorker(app[SESSIONS], app[NATS].publish, pacing=Pacing(app[SETTINGS].batch_size))
+    worker = OutcomeWorker(app[SESSIONS], app[NATS].publish)
     app[OUTCOMES] = worker
     task = asyncio.create_task(worker.run(), name="outcomes")
     yield
@@ -186,7 +185,7 @@ async def memory_ctx(app: web.Application) -> AsyncIterator[None]:
     """Decision memory: the reasoning worker in the background (embedding: one instance at a
     time) and the searches over what it indexed."""
     index = ReasoningIndex(app[SETTINGS])
-    worker = ReasoningWorker(app[SESSIONS], index, pacing=Pacing(app[SETTINGS].batch_size))
+    worker = ReasoningWorker(app[SESSIONS], index)
     app[MEMORY] = DecisionMemory(app[SESSIONS], worker)
     task = asyncio.create_task(worker.run(), name="reasoning")
     yield
@@ -201,9 +200,10 @@ async def subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
     follower = IndexFollower(app[INDEXER])
     workers = (app[OUTCOMES], app[MEMORY].worker)
 
-    def trades_stored(count: int) -> None:  # both background workers follow the trades table
+    def trades_stored() -> None:  # both background workers follow the trades table
+        behind = any(consumer.behind() for consumer in app[CONSUMERS])
         for worker in workers:
-            worker.wake(count)
+            worker.wake(behind)
 
     table = build_subscriptions(settings, app[SESSIONS], app[INDEXER], follower, app[MEMORY],
                                 app[WS_HUB].fan_out, nc.publish, trades_stored)

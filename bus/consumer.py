@@ -73,6 +73,7 @@ class ConsumerStats:
     duplicates: int = 0
     dead_lettered: int = 0
     batches: int = 0
+    backlog: int = 0  # messages the stream held for this consumer beyond the last batch fetched
     failures: int = 0
     last_error: str | None = None
     dead_lettered_by_subject: dict[str, int] = field(default_factory=dict)
@@ -131,6 +132,7 @@ class BatchConsumer:
         try:
             while not self._stopping:
                 batch = await self._pull.next_batch(self.route.batch_size, timeout=1.0)
+                self.stats.backlog = self._pull.buffered + (batch[-1].metadata.num_pending if batch else 0)
                 if batch and (good := await self._guard(self._sort(batch), len(batch))):
                     await decoded.put(good)
         finally:
@@ -139,6 +141,10 @@ class BatchConsumer:
             self.stats.running = False
             for msg in await self._pull.stop():
                 await msg.nak()  # hand them straight to another instance
+
+    def behind(self) -> bool:
+        """Whether a batch or more waits beyond the one last fetched: catching up on a backlog."""
+        return self.stats.backlog >= self.route.batch_size
 
     def stop(self) -> None:
         """Ask run() to return once the batches in hand are committed and acked."""

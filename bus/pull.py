@@ -67,6 +67,11 @@ class PullSubscription:
         self.wake()
         return leftovers
 
+    @property
+    def buffered(self) -> int:
+        """Messages that arrived and were not handed out yet."""
+        return len(self._buffer)
+
     def wake(self) -> None:
         """Make a waiting next_batch() return now (used when stopping)."""
         self._arrived.set()

@@ -12,7 +12,7 @@ import pytest
 from nats.aio.client import Client as Nats
 from sqlalchemy import func, select
 
-from handlers.http.keys import CONSUMERS, SESSIONS
+from handlers.http.keys import CONSUMERS, OUTCOMES, SESSIONS
 from storage.sql.models import Trade
 from tests.support.hub_app import Hub, hub_settings, start_hub
 from tests.support.payloads import publish_raw, publish_trade, trade
@@ -227,3 +227,25 @@ async def test_a_trade_without_timestamp_takes_the_stream_time_so_replays_match(
     [stored] = (await (await hub.http.get("/api/trades")).json())["trades"]
     stamp = datetime.fromisoformat(stored["timestamp"].replace("Z", "+00:00"))
     assert before <= stamp <= datetime.now(timezone.utc)  # the stream's time of the first copy
+
+
+async def test_the_background_workers_stand_aside_while_ingest_catches_up(
+    nc: Nats, tmp_path: Path, nats_url: str, sqlite_url: str
+) -> None:
+    hub = await start_hub(hub_settings(tmp_path, nats_url, sqlite_url, batch_size=100))
+    worker, js = hub.app[OUTCOMES], nc.jetstream()
+    told: list[bool] = []  # what the worker is told after each commit: is ingest behind?
+    wake = worker.wake
+    worker.wake = lambda behind: (told.append(behind), wake(behind))
+    try:
+        await js.pause_consumer(hub.settings.stream_name, "trades", "2100-01-01T00:00:00Z")
+        for n in range(500):  # a backlog of five batches
+            await publish_trade(nc, event_id=f"backlog-{n}")
+        await js.resume_consumer(hub.settings.stream_name, "trades")
+        await eventually(lambda: rows_are(hub, Trade, 500), timeout=30)
+        # Behind while a batch or more waited beyond the one committed; caught up at the end.
+        assert told[0] and not told[-1], told
+        [trades] = [c for c in hub.app[CONSUMERS] if c.route.name == "trades"]
+        assert trades.stats.backlog == 0 and not trades.behind()
+    finally:
+        await hub.stop()

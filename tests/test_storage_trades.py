@@ -68,7 +68,7 @@ async def test_overlapping_batches_committing_at_once_store_each_trade_once(data
 
     async def commit(batch: list[TradeExecuted]) -> list[Notification | Rejection]:
         async with slots:
-            return await persist_trades(sessions, lambda _: None, batch)
+            return await persist_trades(sessions, lambda: None, batch)
 
     results = await asyncio.gather(*(commit(batch) for batch in batches))
     notes = [note for answer in results for note in answer]

@@ -69,9 +69,9 @@ class OutcomeWorker:
     _groups: dict[GroupKey, tuple[int | None, GroupState]] = field(default_factory=dict)
     _generation: int | None = None
 
-    def wake(self, stored: int) -> None:
-        """STORED new trades are committed: look at once (or stand aside: see Pacing)."""
-        self.pacing.wake(stored)
+    def wake(self, behind: bool) -> None:
+        """New trades are committed: look at once, or stand aside while ingest is BEHIND."""
+        self.pacing.wake(behind)
 
     def stop(self) -> None:
         """Finish the pass in hand, then return from run()."""

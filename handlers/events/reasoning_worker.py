@@ -6,7 +6,7 @@ costs a lookup), then embeds the texts not embedded yet, in id order, from a thi
 a restart resumes where it stopped and never embeds a text twice. Every instance keeps its
 own lexical index of the texts in step with the table (cheap: no model), so its searches see
 every text by its words at once, and by meaning once embedded. The ingest path never waits:
-while the trades consumer commits full batches the worker stands aside, as the outcome
+while the trades consumer is catching up on a backlog the worker stands aside, as the outcome
 worker does.
 """
 
@@ -49,9 +49,9 @@ class ReasoningWorker:
     mapped: int = 0  # trades this instance mapped
     _frontiers: dict[Kind, IdFrontier] = field(default_factory=lambda: {k: IdFrontier() for k in CHECKPOINTS})
 
-    def wake(self, stored: int) -> None:
-        """STORED new trades are committed: look at once (or stand aside: see Pacing)."""
-        self.pacing.wake(stored)
+    def wake(self, behind: bool) -> None:
+        """New trades are committed: look at once, or stand aside while ingest is BEHIND."""
+        self.pacing.wake(behind)
 
     def stop(self) -> None:
         """Finish the pass in hand, then return from run()."""

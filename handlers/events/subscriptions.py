@@ -52,7 +52,7 @@ def build_subscriptions(
     settings: Settings, sessions: async_sessionmaker[Any], indexer: KnowledgeIndexer,
     follower: IndexFollower, memory: DecisionMemory, fan_out: Callable[[Msg], Awaitable[None]],
     publish: Publish,
-    trades_stored: Callable[[int], None],
+    trades_stored: Callable[[], None],
 ) -> Subscriptions:
     """Every subscription of one hub instance, wired to what handles it."""
     return Subscriptions(

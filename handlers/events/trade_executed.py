@@ -39,7 +39,7 @@ def differences(event: TradeExecuted, stored: Trade) -> list[str]:
 
 
 async def persist_trades(
-    sessions: async_sessionmaker[Any], committed: Callable[[int], None],
+    sessions: async_sessionmaker[Any], committed: Callable[[], None],
     events: Sequence[TradeExecuted],
 ) -> list[Notification | Rejection]:
     """Insert the batch in one transaction. A replay of a stored event is skipped; an event_id
@@ -50,7 +50,7 @@ async def persist_trades(
         replays = [(i, e) for i, e in enumerate(events) if id(e) not in inserted]
         existing = await stored_trades(session, {e.event_id for _, e in replays}) if replays else {}
     if inserted:
-        committed(len(events))  # wakes the outcome worker, which pairs them off this path
+        committed()  # wakes the background workers, which pair and index them off this path
     results: list[Notification | Rejection] = [
         Notification(persisted_subject("trades", event.asset), trade_document(row_id, event))
         for row_id, event in stored

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from storage.sql.leases import release
 
 log = logging.getLogger(__name__)
-# While the trades consumer commits full batches (a backlog) a worker waits: ingest and the
-# workers share one interpreter, and the backlog must drain at the rate of a bare consumer.
-# The workers lag meanwhile, and catch up as soon as batches are no longer full.
+# While the trades consumer is behind (the stream holds a batch or more it has not fetched) a
+# worker waits: ingest and the workers share one interpreter, and the backlog must drain at the
+# rate of a bare consumer. The workers lag meanwhile, and catch up once ingest has caught up.
 YIELD_SECONDS = 0.5
 IDLE_SECONDS = 1.0  # an idle worker looks again after this, or when woken
 # A row whose commit came later than GAP_WAIT after its id was given out sits below a worker's
@@ -29,7 +29,6 @@ SWEEP_SECONDS = 300.0
 class Pacing:
     """When a worker runs its next pass; wake() after each commit of trades."""
 
-    full_batch: int = 2000  # the trades consumer's batch size
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _ingest_busy_until: float = 0.0
     stopping: bool = False
@@ -43,9 +42,9 @@ class Pacing:
         self._swept_at = time.monotonic()
         return True
 
-    def wake(self, stored: int) -> None:
-        """STORED new trades are committed; a full batch means ingest is catching up."""
-        if stored >= self.full_batch:
+    def wake(self, behind: bool) -> None:
+        """New trades are committed; BEHIND: the trades consumer has a backlog to catch up on."""
+        if behind:
             self._ingest_busy_until = time.monotonic() + YIELD_SECONDS
         self._wake.set()
 
