@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -23,6 +24,13 @@ if __name__ == "__main__" and sys.argv[1:] == ["mcp"]:
     # takes about a second), so that it answers initialize in well under two.
     from handlers.cli.mcp_stdio import main as mcp_main
     sys.exit(mcp_main())
+
+# Before numpy loads. The daemon forks (its embedded nats-server, again after a crash), and
+# OpenBLAS's fork handler joins its worker threads: one of them busy for a numpy call that is
+# waiting for the interpreter lock, which the forking thread holds, never ends, and the hub hangs
+# (seen: a NATS restart during the int8 encoder's calibration). One BLAS thread leaves no pool
+# to join; the hub's numpy work is small (metrics, calibration) and its embedder is onnxruntime.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
