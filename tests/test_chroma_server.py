@@ -23,12 +23,16 @@ from nats.aio.client import Client as Nats
 
 from bus.embedded import free_port
 from core.settings import REPO_ROOT, Settings
+from handlers.events.reasoning_worker import ReasoningWorker
 from handlers.http.keys import MEMORY
 from storage.rag.embedding import Embedder
 from storage.rag.indexer import KnowledgeIndexer
+from storage.rag.reasoning_index import ReasoningIndex
 from storage.rag.vectors import collection_name
+from storage.sql.engine import async_sessions, create_hub_engine
+from storage.sql.migrate import upgrade
 from tests.support.hub_app import Hub, hub_settings, start_hub
-from tests.support.payloads import publish_trade
+from tests.support.payloads import insert_trade_rows, publish_trade
 from tests.support.waiting import eventually, wait_until_indexed
 from tests.test_knowledge import embedder, no_default_embedding_function  # noqa: F401  (fixtures)
 
@@ -38,11 +42,11 @@ SHIPPED = ["technical/rsi.md", "technical/macd.md", "risk/kelly-criterion.md"]
 class ChromaServer:
     """`chroma run` on a free loopback port, storing in PATH."""
 
-    def __init__(self, path: Path, log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, path: Path, log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-        with log.open("wb") as output:
+        with log.open("ab") as output:
             self.process = subprocess.Popen(
                 [str(Path(sys.executable).parent / "chroma"), "run", "--path", str(path),
                  "--host", "127.0.0.1", "--port", str(self.port)],
@@ -188,3 +192,47 @@ async def test_decision_memory_keeps_its_vectors_on_the_server(chroma_hub: Hub, 
         "q": "the oscillator is at an extreme low reading so I expect a relief rally", "k": "1"})
     assert (await response.json())["results"][0]["reasoning"] == reasonings[0]
     assert not (tmp_path / "data" / "chroma").exists()
+
+
+async def test_the_reasoning_worker_redoes_what_it_could_not_store_while_the_server_was_away(
+    sqlite_url: str, tmp_path: Path, embedder: Embedder  # noqa: F811  (the fixture)
+) -> None:
+    engine = create_hub_engine(sqlite_url)
+    await upgrade(engine)
+    sessions = async_sessions(engine)
+    server = ChromaServer(tmp_path / "chroma", tmp_path / "chroma.log")
+    index = ReasoningIndex(Settings(data_dir=tmp_path / "data", chroma_url=server.url), embedder=embedder)
+    worker = ReasoningWorker(sessions, index, embed_batch=10)
+
+    async def passes() -> None:  # until the worker has nothing left to do, as Pacing runs them
+        for _ in range(20):
+            try:
+                if not await worker.run_pass():
+                    return
+            except Exception:  # e.g. the client's first call after the server came back
+                continue
+        raise AssertionError("the worker never ran out of work")
+
+    try:
+        server.wait_ready()
+        await insert_trade_rows(sessions, range(1, 11), reasoning=lambda i: f"funding squeeze number {i}")
+        await passes()
+        server.stop()
+        await insert_trade_rows(sessions, range(11, 31), reasoning=lambda i: f"funding squeeze number {i}")
+        failed = 0
+        for _ in range(3):  # the first store fails in the background, the next pass reports it
+            try:
+                await worker.run_pass()
+            except Exception:
+                failed += 1
+        assert failed and (await worker.lag()).trades_behind == 20
+        server = ChromaServer(tmp_path / "chroma", tmp_path / "chroma.log", port=server.port)
+        server.wait_ready()
+        await passes()
+        assert (await worker.lag()).trades_behind == 0
+        assert server_counts(server) == {index.collection: 30}
+        assert index.embedded > 30  # what was embedded but never stored was embedded again
+    finally:
+        server.stop()
+        index.close()
+        await engine.dispose()

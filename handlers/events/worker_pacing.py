@@ -54,8 +54,10 @@ class Pacing:
         self._wake.set()
 
     async def run(self, run_pass: Callable[[], Awaitable[bool]], failed: Callable[[], None],
-                  sessions: async_sessionmaker[Any], lease: str, holder: str) -> None:
-        """RUN_PASS until stopped (FAILED after one that raised), then give LEASE up."""
+                  sessions: async_sessionmaker[Any], lease: str, holder: str,
+                  finish: Callable[[], Awaitable[None]] | None = None) -> None:
+        """RUN_PASS until stopped (FAILED after one that raised), then FINISH the work a pass
+        left running, then give LEASE up."""
         while not self.stopping:
             while (wait := self._ingest_busy_until - time.monotonic()) > 0 and not self.stopping:
                 await asyncio.sleep(wait)
@@ -72,6 +74,11 @@ class Pacing:
                         await self._wake.wait()
                 except TimeoutError:
                     pass
+        try:
+            if finish is not None:
+                await finish()
+        except Exception:
+            log.exception("%s: the last pass's work did not finish; the next holder redoes it", lease)
         try:
             async with sessions() as session, session.begin():
                 await release(session, lease, holder)

@@ -16,6 +16,7 @@ from core.settings import Settings
 from storage.rag.embedding import Embedder, shared_embedder
 from storage.rag.fusion import Ranking, fuse
 from storage.rag.lexical import LexicalIndex, StoredChunk
+from storage.rag.minilm import F32
 from storage.rag.vectors import VectorStore
 
 COLLECTION = "reasoning"  # the lexical rows' source and domain, and float32's Chroma collection
@@ -72,10 +73,18 @@ class ReasoningIndex:
 
     def embed(self, texts: Sequence[tuple[int, str]]) -> None:
         """Make (id, text)s searchable by meaning: one embedding each."""
+        self.store(texts, self.vectors(texts))
+
+    def vectors(self, texts: Sequence[tuple[int, str]]) -> F32:
+        """The embeddings of (id, text)s, one row each (counted in `embedded`)."""
         vectors = self.embedder.embed([text for _, text in texts])
-        self._vectors.upsert(self.collection, [str(i) for i, _ in texts], vectors,
-                             [""] * len(texts), [{"chars": len(text)} for _, text in texts])
         self.embedded += len(texts)
+        return vectors
+
+    def store(self, texts: Sequence[tuple[int, str]], vectors: F32) -> None:
+        """Put the (id, text)s' VECTORS into Chroma: searchable by meaning from then on."""
+        # Only the vectors: the texts are in the database and the lexical index.
+        self._vectors.upsert(self.collection, [str(i) for i, _ in texts], vectors)
 
     def search(self, query: str, n: int) -> Ranking:
         """Text ids best first, hybrid: the top N by meaning and by words, fused."""
