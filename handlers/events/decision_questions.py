@@ -76,11 +76,23 @@ class DecisionMemory:
 
     async def _decisions(self, ranking: Ranking, where: DecisionFilter, kinds: Sequence[Kind], k: int,
                          before: Before | None) -> list[Decision]:
-        """The best K: texts by rank, within a text the newest; only those K rows are read whole."""
+        """The best K: texts by rank, within a text the newest; only those K rows are read whole.
+
+        The texts are asked in growing slices from the top (K texts, then 4× more): once a slice
+        holds K trades, no trade of a lower text can be among the best, so most searches read
+        the trades of their first K texts only.
+        """
         scores = {int(text_id): score for text_id, score in ranking}
+        ids, start, size = list(scores), 0, k
+        found: list[tuple[Kind, int, int, float]] = []
         async with self.sessions() as session:
-            found = [(kind, *row) for kind in kinds
-                     for row in await candidates(session, kind, list(scores), where, k, before)]
+            while start < len(ids) and len(found) < k:
+                end = start + size
+                while end < len(ids) and scores[ids[end]] == scores[ids[end - 1]]:
+                    end += 1  # a tie with the slice's last text belongs in the slice
+                found += [(kind, *row) for kind in kinds
+                          for row in await candidates(session, kind, ids[start:end], where, k, before)]
+                start, size = end, size * 4
             found.sort(key=lambda row: (-scores[row[1]], -row[3], -row[2]))
             best = found[:k]
             loaded = {kind: await decisions(session, kind, [row[2] for row in best if row[0] == kind])
