@@ -124,6 +124,14 @@ async def main(args: argparse.Namespace) -> None:
     await engine.dispose()
 
 
+async def embedder_rate(index: ReasoningIndex, sample: list[str]) -> float:
+    """The embedder's own rate on SAMPLE, texts/s (measured before and after the worker's run:
+    the machine's speed drifts over a minute)."""
+    started = time.perf_counter()
+    await asyncio.to_thread(index.embedder.embed, sample)
+    return len(sample) / (time.perf_counter() - started)
+
+
 async def build(sessions: Any, index: ReasoningIndex, worker: ReasoningWorker, args: argparse.Namespace) -> None:
     """Steps 1 and 2: the trades stored, mapped and embedded, timed."""
     texts = distinct_texts(args.distinct)
@@ -144,17 +152,16 @@ async def build(sessions: Any, index: ReasoningIndex, worker: ReasoningWorker, a
           f"reading them alone (the same batches, nothing written): {worker.mapped / reading:,.0f} trades/s; "
           f"ratio {reading / mapping:.2f}")
 
-    sample = texts[-2000:]
-    started = time.perf_counter()
-    await asyncio.to_thread(index.embedder.embed, sample)
-    own_rate = len(sample) / (time.perf_counter() - started)
+    before = await embedder_rate(index, texts[-2000:])
     started, deadline = time.perf_counter(), time.perf_counter() + args.embed_budget
     while time.perf_counter() < deadline and await worker._embed(generation):
         pass
     embedding = time.perf_counter() - started
     rate = index.embedded / embedding
+    after = await embedder_rate(index, texts[:2000])
+    own_rate = (before + after) / 2
     print(f"2. embedding  {index.embedded:,} texts in {embedding:.0f} s: {rate:,.0f} texts/s; the embedder "
-          f"alone: {own_rate:,.0f} texts/s; ratio {rate / own_rate:.2f}")
+          f"alone: {own_rate:,.0f} texts/s (before {before:,.0f}, after {after:,.0f}); ratio {rate / own_rate:.2f}")
     while await worker._embed(generation):  # the rest, so that the queries see a whole index
         pass
     await worker.sync_lexical(limit=args.distinct + 1)
