@@ -21,11 +21,14 @@ UNKNOWN_OUTCOME = {"status": None, "realized_pnl": None}
 COMPARED = TRADE_FIELDS[1:]  # all but event_id, which found the stored trade
 
 
+_DOCUMENT_KEYS = ("id", *TRADE_FIELDS, "outcome")
+
+
 def trade_document(row_id: int, event: TradeExecuted | Trade) -> bytes:
-    """The stored trade as JSON, in the API's Trade schema."""
-    document = {"id": row_id, **dict(zip(TRADE_FIELDS, _trade_fields(event), strict=True)),
-                "outcome": UNKNOWN_OUTCOME}  # announced on hub.persisted.outcomes once paired
-    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+    """The stored trade as JSON, in the API's Trade schema (its outcome is announced on
+    hub.persisted.outcomes once paired)."""
+    values = (row_id, *_trade_fields(event), UNKNOWN_OUTCOME)
+    return orjson.dumps(dict(zip(_DOCUMENT_KEYS, values, strict=True)), option=orjson.OPT_UTC_Z)
 
 
 def differences(event: TradeExecuted, stored: Trade) -> list[str]:
@@ -34,7 +37,7 @@ def differences(event: TradeExecuted, stored: Trade) -> list[str]:
     A time the hub filled in from the stream is not content: a re-published untimed event
     gets a new one.
     """
-    names = [n for n in COMPARED if not (n == "timestamp" and event.time_from_stream)]
+    names = [n for n in COMPARED if not (n == "timestamp" and event.missing_time())]
     return [name for name in names if getattr(event, name) != getattr(stored, name)]
 
 
