@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -24,9 +24,9 @@ T = TypeVar("T")
 LARGE_PAYLOAD = 256 * 1024
 
 
-@dataclass(frozen=True)
-class Notification:
-    """A message to publish on core NATS once the batch is committed."""
+class Notification(NamedTuple):
+    """A message to publish on core NATS once the batch is committed (one per stored event: a
+    tuple, which costs a third of a frozen dataclass to make)."""
 
     subject: str
     payload: bytes

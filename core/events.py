@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from functools import cache
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, cast
 
 from pydantic import (
     AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
@@ -114,7 +114,7 @@ class TradeExecuted(TradeBody, Event):
     def at(self, stored_at: datetime) -> Self:
         """The trade, timed when the stream stored it; its fields set still says none was sent."""
         fields = {**self.__dict__, "timestamp": _utc(stored_at)}
-        return self.model_construct(_fields_set=self.model_fields_set, **fields)
+        return cast(Self, self.model_construct(_fields_set=self.model_fields_set, **fields))
 
 
 # A stored trade's fields beside its id, in column order: the insert, the announcement, the CLI

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 
+import orjson
+
 from sqlalchemy import func, select
 
 from bus.consumer import Notification, Rejection
 
-from core.events import TradeExecuted
-from handlers.events.trade_executed import persist_trades
+from core.events import TRADE_FIELDS, TradeExecuted
+from handlers.events.trade_executed import persist_trades, trade_document
 from storage.sql.engine import async_sessions, create_hub_engine, write_transactions
 from storage.sql.migrate import upgrade
 from storage.sql.models import Trade
@@ -39,6 +41,29 @@ async def test_insert_round_trips_exactly_and_is_idempotent(database_url: str) -
     assert stored[1].timestamp == datetime(2024, 5, 1, 12, 0, 1, tzinfo=timezone.utc)
     assert stored[0].reasoning == events[0].reasoning and stored[0].source is None
     assert [row.id for row in stored] == [row_id for row_id, _ in first]
+    await engine.dispose()
+
+
+async def test_a_new_trade_is_announced_as_its_stored_row_reads(database_url: str) -> None:
+    """The announcement of a new trade is serialised from the event (pydantic's serializer, the
+    hot path), of a replay from the stored row: both must be the API's same document."""
+    engine = create_hub_engine(database_url)
+    await upgrade(engine)
+    sessions = async_sessions(engine)
+    events = [TradeExecuted.model_validate(trade(event_id=f"doc-{i}", **fields)) for i, fields in enumerate([
+        {"timestamp": "2024-05-01T14:00:00.123456+02:00", "reasoning": "RSI 超卖; \u2028 \"q\" \\"},
+        {"timestamp": "2024-05-01T12:00:01", "source": None, "strategy": None, "fee": 0.125},
+        {"price": 1e-7, "quantity": 123456789012345.0, "confidence": 99.5, "action": "sell"},
+    ])]
+    async with sessions() as session, session.begin():
+        stored = await insert_trades(session, events)
+    async with sessions() as session:
+        rows = {row.id: row for row in (await session.scalars(select(Trade))).all()}
+    for row_id, event in stored:
+        announced = orjson.loads(trade_document(row_id, event))
+        assert announced == orjson.loads(trade_document(row_id, rows[row_id]))
+        assert list(announced) == ["id", *TRADE_FIELDS, "outcome"]
+        assert announced["outcome"] == {"status": None, "realized_pnl": None}
     await engine.dispose()
 
 

@@ -21,14 +21,19 @@ UNKNOWN_OUTCOME = {"status": None, "realized_pnl": None}
 COMPARED = TRADE_FIELDS[1:]  # all but event_id, which found the stored trade
 
 
-_DOCUMENT_KEYS = ("id", *TRADE_FIELDS, "outcome")
+_NOT_STORED = {"schema_version"}  # the event's fields but this one are TRADE_FIELDS, in order
+_UNKNOWN_JSON = orjson.dumps(UNKNOWN_OUTCOME)
 
 
 def trade_document(row_id: int, event: TradeExecuted | Trade) -> bytes:
     """The stored trade as JSON, in the API's Trade schema (its outcome is announced on
     hub.persisted.outcomes once paired)."""
-    values = (row_id, *_trade_fields(event), UNKNOWN_OUTCOME)
-    return orjson.dumps(dict(zip(_DOCUMENT_KEYS, values, strict=True)), option=orjson.OPT_UTC_Z)
+    if isinstance(event, TradeExecuted):  # every new trade: pydantic's serializer, half the time
+        fields = TradeExecuted.__pydantic_serializer__.to_json(event, exclude=_NOT_STORED)
+    else:
+        fields = orjson.dumps(dict(zip(TRADE_FIELDS, _trade_fields(event), strict=True)),
+                              option=orjson.OPT_UTC_Z)
+    return b'{"id":%d,%s,"outcome":%s}' % (row_id, fields[1:-1], _UNKNOWN_JSON)
 
 
 def differences(event: TradeExecuted, stored: Trade) -> list[str]:

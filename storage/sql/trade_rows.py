@@ -6,6 +6,7 @@ import base64
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
+from itertools import chain
 from operator import attrgetter
 from typing import Any
 
@@ -23,19 +24,22 @@ _STAMP = TRADE_FIELDS.index("timestamp")
 _row = attrgetter(*TRADE_FIELDS)
 
 
-def _values(event: TradeExecuted, stamp: Any) -> tuple[Any, ...]:
+def _values(event: TradeExecuted, stamp: Any) -> list[Any]:
     """A row in TRADE_FIELDS order, with the timestamp as the dialect wants it."""
-    row = _row(event)
-    return (*row[:_STAMP], stamp, *row[_STAMP + 1:])
+    row = list(_row(event))
+    row[_STAMP] = stamp
+    return row
 
 
 def _naive_utc(event: TradeExecuted) -> datetime:
     return event.timestamp.astimezone(timezone.utc).replace(tzinfo=None)  # as UtcDateTime stores it
 
 
-def _sqlite_values(event: TradeExecuted) -> tuple[Any, ...]:
-    # The text SQLAlchemy's SQLite DATETIME stores: naive UTC, microseconds, space-separated.
-    return _values(event, _naive_utc(event).isoformat(" ", "microseconds"))
+def _sqlite_values(event: TradeExecuted) -> list[Any]:
+    # The text SQLAlchemy's SQLite DATETIME stores: naive UTC, microseconds, space-separated;
+    # the first 26 characters of UTC's isoformat, cheaper than replace(tzinfo=None) (0.6 µs).
+    stamp = event.timestamp.astimezone(timezone.utc).isoformat(" ", "microseconds")[:26]
+    return _values(event, stamp)
 
 
 @lru_cache(maxsize=32)
@@ -51,7 +55,7 @@ async def _insert_sqlite(connection: AsyncConnection, events: list[TradeExecuted
     found: list[Any] = []
     for start in range(0, len(events), SQLITE_ROWS_PER_STATEMENT):
         chunk = events[start:start + SQLITE_ROWS_PER_STATEMENT]
-        params = tuple(value for event in chunk for value in _sqlite_values(event))
+        params = tuple(chain.from_iterable(map(_sqlite_values, chunk)))
         result = await connection.exec_driver_sql(_sqlite_insert_sql(len(chunk)), params)
         found += result.all()
     return found
