@@ -19,7 +19,8 @@ consumers below catch up on the same N stored messages of the same server:
         time runs from the first `fetch(1000)` to the last `await msg.ack()`, flushed to the
         server. Nothing is decoded, nothing stored: the rate nats-py itself allows.
 
-The hub process is up and idle (paused) while the bare consumer runs; the order alternates
+The hub process is up and idle while the bare consumer runs (paused; or, after its catch-up,
+once its background workers have paired and indexed what it stored); the order alternates
 from run to run (run 1: the hub first). ratio = hub rate / bare rate. Each window also reports
 the CPU time per trade of the consumer (the hub's whole process, its background workers and
 SQLite thread included; the bare consumer's process) and of nats-server, and how busy the
@@ -162,6 +163,17 @@ async def hub_catch_up(js: JetStreamContext, parties: Parties, database_url: str
     return clock.stop(await asyncio.to_thread(wait_for_rows, database_url, total))
 
 
+async def hub_idle(pid: int, limit: float = 600.0) -> None:
+    """Wait until the hub process uses under 5 % of a core over half a second."""
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        before = cpu_seconds(pid)
+        await asyncio.sleep(0.5)
+        if cpu_seconds(pid) - before < 0.025:
+            return
+    raise RuntimeError(f"the hub was still busy {limit:.0f} s after its catch-up")
+
+
 async def bare_catch_up(nats_url: str, parties: Parties, total: int) -> Window:
     """A bare nats-py consumer: fetch(1000), ack each, nothing else; the window to ack TOTAL."""
     nc = await nats.connect(nats_url, name="bare")
@@ -198,6 +210,7 @@ async def catch_up(nats_url: str, parties: Parties, database_url: str, total: in
         raise RuntimeError(f"the stream holds {stored} messages, not {total}")
     if hub_first:
         hub = await hub_catch_up(js, parties, database_url, total)
+        await hub_idle(parties.hub)  # its workers pair and index what it stored: not in bare's window
         bare = await bare_catch_up(nats_url, parties, total)
     else:
         bare = await bare_catch_up(nats_url, parties, total)
