@@ -44,8 +44,9 @@ class ReasoningWorker:
     sessions: async_sessionmaker[Any]
     index: ReasoningIndex
     batch: int = 5000  # trades mapped per pass
-    # Texts embedded per pass, the next batch's embedding overlapping this one's insert: 0.96 of
-    # the embedder's own rate at 1,024 (0.86 at 512; tests/bench/RESULTS.md).
+    # Texts embedded per pass, the next batch's embedding overlapping this one's insert: 0.95-0.97
+    # of the embedder's own rate at 1,024 on a busy machine (0.83-0.88 at 512), 0.87-0.88 on an
+    # idle one, where Chroma's insert competes with the embedder for the cores (tests/bench/RESULTS.md).
     embed_batch: int = 1024
     pacing: Pacing = field(default_factory=Pacing)
     holder: str = field(default_factory=lambda: f"hub-{uuid.uuid4()}")

@@ -21,7 +21,7 @@ UNKNOWN_OUTCOME = {"status": None, "realized_pnl": None}
 COMPARED = TRADE_FIELDS[1:]  # all but event_id, which found the stored trade
 
 
-_NOT_STORED = {"schema_version"}  # the event's fields but this one are TRADE_FIELDS, in order
+_NOT_STORED = set(TradeExecuted.model_fields) - set(TRADE_FIELDS)  # the envelope: schema_version
 _UNKNOWN_JSON = orjson.dumps(UNKNOWN_OUTCOME)
 
 
