@@ -94,6 +94,15 @@ async def test_filters_narrow_the_results(memory_hub: Hub) -> None:
     assert await search(memory_hub, q=OVERSOLD, kind="backtest") == []
 
 
+async def test_a_filter_the_best_texts_miss_finds_the_best_text_that_matches(memory_hub: Hub) -> None:
+    """Search reads candidate texts in slices from the top (K texts first): when the first slice
+    holds no trade the filter lets through, the next slices are read."""
+    found = await search(memory_hub, q=OVERSOLD, k=1, asset="SOL")  # only TICKER was traded on SOL
+    assert [(t["asset"], t["reasoning"]) for t in found] == [("SOL", TICKER)]
+    two = await search(memory_hub, q=OVERSOLD, k=2, source="a", asset="ETH")
+    assert [t["reasoning"] for t in two] == [BREAKOUT]
+
+
 async def test_similar_excludes_the_trade_and_everything_after_it(memory_hub: Hub) -> None:
     latest = (await search(memory_hub, q=OVERSOLD, k=1, source="b"))[0]  # minute 06
     response = await memory_hub.http.get(f"/api/trades/{latest['id']}/similar", params={"scope": "all"})
