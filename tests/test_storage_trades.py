@@ -67,6 +67,26 @@ async def test_a_new_trade_is_announced_as_its_stored_row_reads(database_url: st
     await engine.dispose()
 
 
+async def test_new_trades_among_replays_get_the_ids_they_were_stored_under(database_url: str) -> None:
+    """On SQLite the ids of a batch's new rows are worked out, not returned: a batch that is
+    partly replays reads them back, and every id must be its own event's row."""
+    engine = create_hub_engine(database_url)
+    await upgrade(engine)
+    sessions = async_sessions(engine)
+    events = {name: TradeExecuted.model_validate(trade(event_id=name, price=float(i)))
+              for i, name in enumerate("abcdefg", 1)}
+    async with sessions() as session, session.begin():
+        await insert_trades(session, [events["a"], events["c"], events["f"]])
+    async with sessions() as session, session.begin():
+        stored = await insert_trades(session, [events[name] for name in "bacdegf"])
+    async with sessions() as session:
+        rows = {row.id: row for row in (await session.scalars(select(Trade))).all()}
+    assert sorted(e.event_id for _, e in stored) == ["b", "d", "e", "g"]
+    assert all(rows[row_id].event_id == e.event_id and rows[row_id].price == e.price
+               for row_id, e in stored)
+    await engine.dispose()
+
+
 async def test_batches_larger_than_one_statement(database_url: str) -> None:
     engine = create_hub_engine(database_url)
     await upgrade(engine)

@@ -45,19 +45,30 @@ def _sqlite_values(event: TradeExecuted) -> list[Any]:
 @lru_cache(maxsize=32)
 def _sqlite_insert_sql(rows: int) -> str:
     values = ",".join(["(" + ",".join("?" * len(TRADE_FIELDS)) + ")"] * rows)
-    return (f"INSERT INTO trades ({','.join(TRADE_FIELDS)}) VALUES {values} "
-            "ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id")
+    return f"INSERT INTO trades ({','.join(TRADE_FIELDS)}) VALUES {values} ON CONFLICT (event_id) DO NOTHING"
+
+
+_SQLITE_NEW_ROWS = "SELECT id, event_id FROM trades WHERE id BETWEEN ? AND ?"
 
 
 async def _insert_sqlite(connection: AsyncConnection, events: list[TradeExecuted]) -> list[Any]:
     # The hot path of ingest: one multi-row statement per chunk with plain tuples costs a third
     # of what the compiled Core statement costs per row (measured in tests/bench/RESULTS.md).
+    # No RETURNING: each row it returns is a step of SQLite's, after which its thread waits for
+    # the GIL the busy event loop holds. A statement's new rows get consecutive ids (SQLite
+    # gives each new row one more than the largest id; the transaction is the only writer), so
+    # a chunk that all went in needs only the last id, and one with replays reads its new rows.
     found: list[Any] = []
     for start in range(0, len(events), SQLITE_ROWS_PER_STATEMENT):
         chunk = events[start:start + SQLITE_ROWS_PER_STATEMENT]
         params = tuple(chain.from_iterable(map(_sqlite_values, chunk)))
         result = await connection.exec_driver_sql(_sqlite_insert_sql(len(chunk)), params)
-        found += result.all()
+        inserted, last = result.rowcount, result.lastrowid
+        if inserted == len(chunk):
+            found += zip(range(last - inserted + 1, last + 1), (event.event_id for event in chunk))
+        elif inserted:
+            new_rows = await connection.exec_driver_sql(_SQLITE_NEW_ROWS, (last - inserted + 1, last))
+            found += new_rows.all()
     return found
 
 

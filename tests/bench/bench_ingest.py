@@ -12,8 +12,10 @@ process, acknowledged publishes) then stores N trades in the stream. Nothing con
 they are published, and the stream keeps them once consumed (limits retention), so both
 consumers below catch up on the same N stored messages of the same server:
 
-  hub   the `trades` consumer is resumed; the time runs from the resume request to the Nth
-        committed row (the database polled every 50 ms: max(id), then count(*)).
+  hub   the `trades` consumer is resumed; the time runs from its first delivery (consumer info
+        polled every 2 ms; not the resume request, which nats-server answers 1-1.5 s before it
+        serves the hub's waiting pull requests, see common.resume_and_wait_for_delivery) to
+        the Nth committed row (the database polled every 5 ms: max(id), then count(*)).
   bare  in this process, on uvloop as the hub is, a durable pull consumer with the hub's
         consumer settings (bus.streams.ensure_consumer), created before the clock starts; the
         time runs from the first `fetch(1000)` to the last `await msg.ack()`, flushed to the
@@ -59,7 +61,8 @@ from nats.js import JetStreamContext
 
 from bus.streams import ensure_consumer
 from tests.bench.common import (
-    add_database_options, cpu_seconds, database_server, machine_busy, quiet_hub, wait_for_rows,
+    add_database_options, cpu_seconds, database_server, machine_busy, quiet_hub,
+    resume_and_wait_for_delivery, wait_for_rows,
 )
 from tests.support.nats_server import NatsServer
 from tests.support.postgres import fresh_database
@@ -157,10 +160,10 @@ async def publish_backlog(nats_url: str, total: int) -> float:
 
 
 async def hub_catch_up(js: JetStreamContext, parties: Parties, database_url: str, total: int) -> Window:
-    """Resume the paused hub; the window until its TOTALth row is committed."""
+    """Resume the paused hub; the window from its first delivery until its TOTALth row is committed."""
     clock = Clock(parties, lambda: cpu_seconds(parties.hub))
-    await js.resume_consumer("HUB", "trades")
-    return clock.stop(await asyncio.to_thread(wait_for_rows, database_url, total))
+    clock.started = await resume_and_wait_for_delivery(js, "trades")
+    return clock.stop(await asyncio.to_thread(wait_for_rows, database_url, total, poll=0.005))
 
 
 async def hub_idle(pid: int, limit: float = 600.0) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
+from nats.js import JetStreamContext
 from sqlalchemy import text
 
 from storage.sql.engine import create_sync_engine
@@ -45,7 +46,7 @@ def quiet_hub(home: Path, command: Sequence[str] | None = None, **env: str) -> H
 
 
 def wait_for_rows(database_url: str, total: int, publisher: subprocess.Popen[str] | None = None,
-                  limit: float = 600.0) -> float:
+                  limit: float = 600.0, poll: float = 0.05) -> float:
     """Poll until TOTAL trades are stored (SQLite or PostgreSQL); the moment they were (perf_counter).
 
     max(id) is an index lookup; count(*) would scan the table 20 times a second and load the
@@ -65,7 +66,7 @@ def wait_for_rows(database_url: str, total: int, publisher: subprocess.Popen[str
                     raise RuntimeError("the publisher failed")
                 if time.perf_counter() > deadline:
                     raise RuntimeError(f"only {scalar('SELECT count(*) FROM trades')} of {total} rows arrived")
-                time.sleep(0.05)
+                time.sleep(poll)
             return time.perf_counter()
     finally:
         engine.dispose()
@@ -86,6 +87,24 @@ def pause_consumer(nats_url: str, durable: str, paused: bool) -> None:
         await nc.close()
 
     asyncio.run(run())
+
+
+async def resume_and_wait_for_delivery(js: JetStreamContext, durable: str, poll: float = 0.002) -> float:
+    """Resume the paused consumer DURABLE of the HUB stream; the moment (perf_counter) it began
+    delivering again, at the earliest: when the last poll that saw nothing delivered answered.
+
+    Not the moment of the resume request: nats-server serves a pull request made while the
+    consumer was paused only at that request's next idle heartbeat (with the hub's 2 s: 1.0 to
+    1.5 s after the resume, measured; a request made after the resume is served in 3 ms), a
+    delay of the server's that a bare consumer starting with a fresh request never sees.
+    """
+    before = (await js.consumer_info("HUB", durable)).delivered.consumer_seq
+    await js.resume_consumer("HUB", durable)
+    while True:
+        asked = time.perf_counter()
+        await asyncio.sleep(poll)
+        if (await js.consumer_info("HUB", durable)).delivered.consumer_seq > before:
+            return asked
 
 
 def percentile(values: list[float], q: float) -> float:
