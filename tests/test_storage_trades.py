@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from bus.consumer import Notification, Rejection
 
 from core.events import TRADE_FIELDS, TradeExecuted
-from handlers.events.trade_executed import persist_trades, trade_document
+from handlers.events.trade_executed import persist_trades, row_json, trade_document
 from storage.sql.engine import async_sessions, create_hub_engine, write_transactions
 from storage.sql.migrate import upgrade
 from storage.sql.models import Trade
@@ -33,14 +33,14 @@ async def test_insert_round_trips_exactly_and_is_idempotent(database_url: str) -
         first = await insert_trades(session, events)
     async with sessions() as session, session.begin():
         again = await insert_trades(session, [*events, events[0]])
-    assert [e.event_id for _, e in first] == ["tz", "naive"] and again == []
+    assert [new.event.event_id for new in first] == ["tz", "naive"] and again == []
 
     async with sessions() as session:
         stored = (await session.scalars(select(Trade).order_by(Trade.id))).all()
     assert stored[0].timestamp == datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
     assert stored[1].timestamp == datetime(2024, 5, 1, 12, 0, 1, tzinfo=timezone.utc)
     assert stored[0].reasoning == events[0].reasoning and stored[0].source is None
-    assert [row.id for row in stored] == [row_id for row_id, _ in first]
+    assert [row.id for row in stored] == [new.id for new in first]
     await engine.dispose()
 
 
@@ -54,14 +54,17 @@ async def test_a_new_trade_is_announced_as_its_stored_row_reads(database_url: st
         {"timestamp": "2024-05-01T14:00:00.123456+02:00", "reasoning": "RSI 超卖; \u2028 \"q\" \\"},
         {"timestamp": "2024-05-01T12:00:01", "source": None, "strategy": None, "fee": 0.125},
         {"price": 1e-7, "quantity": 123456789012345.0, "confidence": 99.5, "action": "sell"},
+        # PostgreSQL reads a batch's numbers from their JSON text: each must come back exact.
+        {"price": 0.1 + 0.2, "quantity": 5e-324, "fee": 2.2250738585072014e-308, "confidence": 1 / 3},
+        {"price": 999999999999999.9, "quantity": 0.007, "fee": 4.35e-7, "timestamp": "0001-01-01T00:00:00Z"},
     ])]
     async with sessions() as session, session.begin():
         stored = await insert_trades(session, events)
     async with sessions() as session:
         rows = {row.id: row for row in (await session.scalars(select(Trade))).all()}
-    for row_id, event in stored:
-        announced = orjson.loads(trade_document(row_id, event))
-        assert announced == orjson.loads(trade_document(row_id, rows[row_id]))
+    for new in stored:
+        announced = orjson.loads(trade_document(new.id, new.json))
+        assert announced == orjson.loads(trade_document(new.id, row_json(rows[new.id])))
         assert list(announced) == ["id", *TRADE_FIELDS, "outcome"]
         assert announced["outcome"] == {"status": None, "realized_pnl": None}
     await engine.dispose()
@@ -81,9 +84,9 @@ async def test_new_trades_among_replays_get_the_ids_they_were_stored_under(datab
         stored = await insert_trades(session, [events[name] for name in "bacdegf"])
     async with sessions() as session:
         rows = {row.id: row for row in (await session.scalars(select(Trade))).all()}
-    assert sorted(e.event_id for _, e in stored) == ["b", "d", "e", "g"]
-    assert all(rows[row_id].event_id == e.event_id and rows[row_id].price == e.price
-               for row_id, e in stored)
+    assert sorted(new.event.event_id for new in stored) == ["b", "d", "e", "g"]
+    assert all(rows[new.id].event_id == new.event.event_id and rows[new.id].price == new.event.price
+               for new in stored)
     await engine.dispose()
 
 
@@ -95,8 +98,8 @@ async def test_batches_larger_than_one_statement(database_url: str) -> None:
     events = [TradeExecuted.model_validate(trade(event_id=f"big-{i}", price=1.0 + i)) for i in range(total)]
     async with sessions() as session, session.begin():
         stored = await insert_trades(session, events)
-    assert [e.event_id for _, e in stored] == [e.event_id for e in events]
-    assert len({row_id for row_id, _ in stored}) == total
+    assert [new.event.event_id for new in stored] == [e.event_id for e in events]
+    assert len({new.id for new in stored}) == total
     await engine.dispose()
 
 

@@ -19,20 +19,17 @@ from storage.sql.trade_rows import insert_trades, stored_trades
 _trade_fields = attrgetter(*TRADE_FIELDS)
 UNKNOWN_OUTCOME = {"status": None, "realized_pnl": None}
 COMPARED = TRADE_FIELDS[1:]  # all but event_id, which found the stored trade
-
-
-_NOT_STORED = set(TradeExecuted.model_fields) - set(TRADE_FIELDS)  # the envelope: schema_version
 _UNKNOWN_JSON = orjson.dumps(UNKNOWN_OUTCOME)
 
 
-def trade_document(row_id: int, event: TradeExecuted | Trade) -> bytes:
-    """The stored trade as JSON, in the API's Trade schema (its outcome is announced on
-    hub.persisted.outcomes once paired)."""
-    if isinstance(event, TradeExecuted):  # every new trade: pydantic's serializer, half the time
-        fields = TradeExecuted.__pydantic_serializer__.to_json(event, exclude=_NOT_STORED)
-    else:
-        fields = orjson.dumps(dict(zip(TRADE_FIELDS, _trade_fields(event), strict=True)),
-                              option=orjson.OPT_UTC_Z)
+def row_json(trade: Trade) -> bytes:
+    """A stored row's fields as a JSON object, as storage.sql.trade_rows.stored_json writes an event's."""
+    return orjson.dumps(dict(zip(TRADE_FIELDS, _trade_fields(trade), strict=True)), option=orjson.OPT_UTC_Z)
+
+
+def trade_document(row_id: int, fields: bytes) -> bytes:
+    """The stored trade as JSON in the API's Trade schema, from its id and its FIELDS as a JSON
+    object (its outcome is announced on hub.persisted.outcomes once paired)."""
     return b'{"id":%d,%s,"outcome":%s}' % (row_id, fields[1:-1], _UNKNOWN_JSON)
 
 
@@ -54,14 +51,14 @@ async def persist_trades(
     reused with different content is rejected, so the second trade is not silently lost."""
     async with sessions() as session, session.begin():
         stored = await insert_trades(session, events)
-        inserted = {id(event) for _, event in stored}
+        inserted = {id(new.event) for new in stored}
         replays = [(i, e) for i, e in enumerate(events) if id(e) not in inserted]
         existing = await stored_trades(session, {e.event_id for _, e in replays}) if replays else {}
     if inserted:
         committed()  # wakes the background workers, which pair and index them off this path
     results: list[Notification | Rejection] = [
-        Notification(persisted_subject("trades", event.asset), trade_document(row_id, event))
-        for row_id, event in stored
+        Notification(persisted_subject("trades", new.event.asset), trade_document(new.id, new.json))
+        for new in stored
     ]
     for index, event in replays:
         stored_trade = existing[event.event_id]
@@ -70,7 +67,8 @@ async def persist_trades(
                                             f"different {', '.join(changed)}"))
         else:  # announced again: the instance that stored it may have died before announcing
             results.append(Notification(persisted_subject("trades", stored_trade.asset),
-                                        trade_document(stored_trade.id, stored_trade), replay=True))
+                                        trade_document(stored_trade.id, row_json(stored_trade)),
+                                        replay=True))
     return results
 
 

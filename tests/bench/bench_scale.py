@@ -263,7 +263,8 @@ def run_once(mode: str, count: int, total: int, base_url: str, profile: Path | N
 # What a sample was doing: the first rule (in this order) that matches a frame of its stack.
 STAGES = (
     ("decode + validate (orjson, pydantic)", ("bus/codec.py:decode",)),
-    ("announcement JSON (trade_document)", ("handlers/events/trade_executed.py:trade_document",)),
+    ("stored JSON (PostgreSQL's batch, the announcements)",
+     ("storage/sql/trade_rows.py:stored_json", "handlers/events/trade_executed.py:trade_document")),
     # SQLAlchemy runs its sync core in a greenlet, whose stack does not reach the caller.
     ("INSERT: build + execute (SQLAlchemy, asyncpg)",
      ("storage/sql/trade_rows.py:_insert_postgresql", "sqlalchemy/engine/base.py:_exec_insertmany_context",

@@ -29,6 +29,15 @@ from core.events import TradeExecuted  # noqa: E402
 from handlers.events.trade_executed import trade_document  # noqa: E402
 from storage.sql.trade_rows import _sqlite_values  # noqa: E402
 
+try:  # since 2026-12-04 the document is made from the stored fields' JSON, which PostgreSQL reads
+    from storage.sql.trade_rows import stored_json  # noqa: E402
+
+    def announcement(row_id: int, event: TradeExecuted) -> bytes:
+        return trade_document(row_id, stored_json(event))
+except ImportError:
+    def announcement(row_id: int, event: TradeExecuted) -> bytes:
+        return trade_document(row_id, event)  # type: ignore[arg-type]
+
 
 def payloads(total: int) -> list[bytes]:
     """TOTAL trades as publish_trades.py sends them."""
@@ -62,7 +71,7 @@ def main() -> None:
             lambda: [decode(TradeExecuted, p, 1 << 20) for p in data], args.trades, args.rounds),
         "SQLite row values": per_trade(lambda: [_sqlite_values(e) for e in events], args.trades, args.rounds),
         "announcement JSON": per_trade(
-            lambda: [trade_document(i, e) for i, e in enumerate(events)], args.trades, args.rounds),
+            lambda: [announcement(i, e) for i, e in enumerate(events)], args.trades, args.rounds),
     }
     reference = figures["reference: orjson.loads"]
     for name, micros in figures.items():
