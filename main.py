@@ -67,7 +67,7 @@ from handlers.http.auth import require_token
 from handlers.http.cors import enable_cors
 from handlers.http.keys import (
     CONSUMERS, EMBEDDED_NATS, ENGINE, INDEXER, MEMORY, METRICS, NATS, NATS_URL, OUTCOMES,
-    SESSIONS, SETTINGS, WS_HUB,
+    SESSIONS, SETTINGS, TRADE_WRITER, WS_HUB,
 )
 from handlers.http.mcp_http import add_mcp
 from handlers.http.prometheus import HubMetrics
@@ -77,6 +77,7 @@ from handlers.http.websocket import WsHub
 from storage.rag.indexer import KnowledgeIndexer
 from storage.rag.reasoning_index import ReasoningIndex
 from storage.sql.engine import async_sessions, create_hub_engine
+from storage.sql.trade_rows import TradeWriter
 from storage.sql.migrate import prepare_schema
 
 log = logging.getLogger("hub")
@@ -112,11 +113,16 @@ async def open_database(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The database engine and the session factory every handler and view uses."""
+    """The database engine, the session factory every handler and view uses, and what the
+    trades consumer stores through."""
     async with open_database(app[SETTINGS]) as engine:
         app[ENGINE] = engine
         app[SESSIONS] = async_sessions(engine)
-        yield
+        app[TRADE_WRITER] = TradeWriter(engine)
+        try:
+            yield
+        finally:
+            await app[TRADE_WRITER].close()
 
 
 async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -214,7 +220,7 @@ async def subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
             worker.wake(behind)
 
     table = build_subscriptions(settings, app[SESSIONS], app[INDEXER], follower, app[MEMORY],
-                                app[WS_HUB].fan_out, nc.publish, trades_stored)
+                                app[WS_HUB].fan_out, nc.publish, trades_stored, app[TRADE_WRITER])
     subscriptions = [await serve_responder(nc, responder) for responder in table.responders]
     for listener in table.listeners:
         if listener.on_demand:

@@ -11,8 +11,7 @@ import pytest
 from nats.aio.client import Client as Nats
 
 from core.events import TradeExecuted
-from handlers.http.keys import SESSIONS
-from storage.sql.trade_rows import insert_trades
+from handlers.http.keys import TRADE_WRITER
 from tests.support.hub_app import Hub, hub_settings, start_hub
 from tests.support.payloads import trade
 
@@ -31,8 +30,7 @@ async def stocked(nc: Nats, tmp_path: Path, nats_url: str, database_url: str) ->
         ))
         for i in range(60)
     ]
-    async with hub.app[SESSIONS]() as session, session.begin():
-        await insert_trades(session, events)
+    await hub.app[TRADE_WRITER].insert(events)
     yield hub
     await hub.stop()
 

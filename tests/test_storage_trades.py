@@ -1,13 +1,17 @@
-"""storage.sql.trade_rows on SQLite (its fast path) and PostgreSQL (the Core path): same results."""
+"""storage.sql.trade_rows on SQLite (its own autocommit connection) and PostgreSQL (one JSON
+parameter per batch): the same results."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
+from typing import Any
 
 import orjson
-
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bus.consumer import Notification, Rejection
 
@@ -16,23 +20,33 @@ from handlers.events.trade_executed import persist_trades, row_json, trade_docum
 from storage.sql.engine import async_sessions, create_hub_engine, write_transactions
 from storage.sql.migrate import upgrade
 from storage.sql.models import Trade
-from storage.sql.trade_rows import SQLITE_ROWS_PER_STATEMENT, insert_trades
+from storage.sql.trade_rows import SQLITE_ROWS_PER_STATEMENT, TradeWriter
 from tests.support.payloads import trade
 
+Store = tuple[TradeWriter, async_sessionmaker[Any]]
 
-async def test_insert_round_trips_exactly_and_is_idempotent(database_url: str) -> None:
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """A migrated database's trade writer and session factory."""
     engine = create_hub_engine(database_url)
     await upgrade(engine)
-    sessions = async_sessions(engine)
+    writer = TradeWriter(engine)
+    yield writer, async_sessions(engine)
+    await writer.close()
+    await engine.dispose()
+
+
+async def test_insert_round_trips_exactly_and_is_idempotent(store: Store) -> None:
+    writer, sessions = store
     events = [
         TradeExecuted.model_validate(trade(event_id="tz", timestamp="2024-05-01T14:00:00.123456+02:00",
                                            reasoning="quotes ' \" ; DROP TABLE trades; -- <script>", source=None)),
         TradeExecuted.model_validate(trade(event_id="naive", timestamp="2024-05-01T12:00:01")),
     ]
-    async with sessions() as session, session.begin():
-        first = await insert_trades(session, events)
-    async with sessions() as session, session.begin():
-        again = await insert_trades(session, [*events, events[0]])
+    first = await writer.insert(events)
+    await writer.close()  # the next insert opens another connection
+    again = await writer.insert([*events, events[0]])
     assert [new.event.event_id for new in first] == ["tz", "naive"] and again == []
 
     async with sessions() as session:
@@ -41,15 +55,12 @@ async def test_insert_round_trips_exactly_and_is_idempotent(database_url: str) -
     assert stored[1].timestamp == datetime(2024, 5, 1, 12, 0, 1, tzinfo=timezone.utc)
     assert stored[0].reasoning == events[0].reasoning and stored[0].source is None
     assert [row.id for row in stored] == [new.id for new in first]
-    await engine.dispose()
 
 
-async def test_a_new_trade_is_announced_as_its_stored_row_reads(database_url: str) -> None:
+async def test_a_new_trade_is_announced_as_its_stored_row_reads(store: Store) -> None:
     """The announcement of a new trade is serialised from the event (pydantic's serializer, the
     hot path), of a replay from the stored row: both must be the API's same document."""
-    engine = create_hub_engine(database_url)
-    await upgrade(engine)
-    sessions = async_sessions(engine)
+    writer, sessions = store
     events = [TradeExecuted.model_validate(trade(event_id=f"doc-{i}", **fields)) for i, fields in enumerate([
         {"timestamp": "2024-05-01T14:00:00.123456+02:00", "reasoning": "RSI 超卖; \u2028 \"q\" \\"},
         {"timestamp": "2024-05-01T12:00:01", "source": None, "strategy": None, "fee": 0.125},
@@ -58,8 +69,7 @@ async def test_a_new_trade_is_announced_as_its_stored_row_reads(database_url: st
         {"price": 0.1 + 0.2, "quantity": 5e-324, "fee": 2.2250738585072014e-308, "confidence": 1 / 3},
         {"price": 999999999999999.9, "quantity": 0.007, "fee": 4.35e-7, "timestamp": "0001-01-01T00:00:00Z"},
     ])]
-    async with sessions() as session, session.begin():
-        stored = await insert_trades(session, events)
+    stored = await writer.insert(events)
     async with sessions() as session:
         rows = {row.id: row for row in (await session.scalars(select(Trade))).all()}
     for new in stored:
@@ -67,48 +77,38 @@ async def test_a_new_trade_is_announced_as_its_stored_row_reads(database_url: st
         assert announced == orjson.loads(trade_document(new.id, row_json(rows[new.id])))
         assert list(announced) == ["id", *TRADE_FIELDS, "outcome"]
         assert announced["outcome"] == {"status": None, "realized_pnl": None}
-    await engine.dispose()
 
 
-async def test_new_trades_among_replays_get_the_ids_they_were_stored_under(database_url: str) -> None:
+async def test_new_trades_among_replays_get_the_ids_they_were_stored_under(store: Store) -> None:
     """On SQLite the ids of a batch's new rows are worked out, not returned: a batch that is
     partly replays reads them back, and every id must be its own event's row."""
-    engine = create_hub_engine(database_url)
-    await upgrade(engine)
-    sessions = async_sessions(engine)
+    writer, sessions = store
     events = {name: TradeExecuted.model_validate(trade(event_id=name, price=float(i)))
               for i, name in enumerate("abcdefg", 1)}
-    async with sessions() as session, session.begin():
-        await insert_trades(session, [events["a"], events["c"], events["f"]])
-    async with sessions() as session, session.begin():
-        stored = await insert_trades(session, [events[name] for name in "bacdegf"])
+    await writer.insert([events["a"], events["c"], events["f"]])
+    stored = await writer.insert([events[name] for name in "bacdegf"])
     async with sessions() as session:
         rows = {row.id: row for row in (await session.scalars(select(Trade))).all()}
     assert sorted(new.event.event_id for new in stored) == ["b", "d", "e", "g"]
     assert all(rows[new.id].event_id == new.event.event_id and rows[new.id].price == new.event.price
                for new in stored)
-    await engine.dispose()
 
 
-async def test_batches_larger_than_one_statement(database_url: str) -> None:
-    engine = create_hub_engine(database_url)
-    await upgrade(engine)
-    sessions = async_sessions(engine)
+async def test_batches_larger_than_one_statement(store: Store) -> None:
+    writer, sessions = store
     total = SQLITE_ROWS_PER_STATEMENT * 2 + 17
     events = [TradeExecuted.model_validate(trade(event_id=f"big-{i}", price=1.0 + i)) for i in range(total)]
-    async with sessions() as session, session.begin():
-        stored = await insert_trades(session, events)
+    stored = await writer.insert(events)
     assert [new.event.event_id for new in stored] == [e.event_id for e in events]
     assert len({new.id for new in stored}) == total
-    await engine.dispose()
 
 
-async def test_overlapping_batches_committing_at_once_store_each_trade_once(database_url: str) -> None:
+async def test_overlapping_batches_committing_at_once_store_each_trade_once(
+    database_url: str, store: Store
+) -> None:
     """As ingest does on PostgreSQL (two transactions open at once): a trade redelivered into
     the next batch waits for the first delivery's commit, then is recognised as its replay."""
-    engine = create_hub_engine(database_url)
-    await upgrade(engine)
-    sessions = async_sessions(engine)
+    writer, sessions = store
     shared = [TradeExecuted.model_validate(trade(event_id=f"both-{i}")) for i in range(50)]
     batches = [[TradeExecuted.model_validate(trade(event_id=f"{name}-{i}")) for i in range(500)] + shared
                for name in ("first", "second")]
@@ -116,7 +116,7 @@ async def test_overlapping_batches_committing_at_once_store_each_trade_once(data
 
     async def commit(batch: list[TradeExecuted]) -> list[Notification | Rejection]:
         async with slots:
-            return await persist_trades(sessions, lambda: None, batch)
+            return await persist_trades(writer, sessions, lambda: None, batch)
 
     results = await asyncio.gather(*(commit(batch) for batch in batches))
     notes = [note for answer in results for note in answer]
@@ -125,4 +125,3 @@ async def test_overlapping_batches_committing_at_once_store_each_trade_once(data
     assert sum(note.replay for note in notes if isinstance(note, Notification)) == 50
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Trade)) == 1050
-    await engine.dispose()

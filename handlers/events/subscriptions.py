@@ -37,6 +37,7 @@ from handlers.events.knowledge_search import search_knowledge
 from handlers.events.trade_executed import check_trade_subject, persist_trades
 from storage.rag.indexer import KnowledgeIndexer
 from storage.sql.engine import write_transactions
+from storage.sql.trade_rows import TradeWriter
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,13 @@ class Subscriptions:
 def build_subscriptions(
     settings: Settings, sessions: async_sessionmaker[Any], indexer: KnowledgeIndexer,
     follower: IndexFollower, memory: DecisionMemory, fan_out: Callable[[Msg], Awaitable[None]],
-    publish: Publish,
-    trades_stored: Callable[[], None],
+    publish: Publish, trades_stored: Callable[[], None], trade_writer: TradeWriter,
 ) -> Subscriptions:
     """Every subscription of one hub instance, wired to what handles it."""
     return Subscriptions(
         consumers=[
             Route(name="trades", filter_subject=f"{TRADES}.>", model=TradeExecuted,
-                  handler=partial(persist_trades, sessions, trades_stored), check=check_trade_subject,
+                  handler=partial(persist_trades, trade_writer, sessions, trades_stored), check=check_trade_subject,
                   max_bytes=64 * 1024, batch_size=settings.batch_size,
                   commits_in_flight=write_transactions(settings.database_url)),
             Route(name="backtests", filter_subject=BACKTESTS_COMPLETED, model=BacktestCompleted,

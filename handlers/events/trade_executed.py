@@ -13,7 +13,7 @@ from bus.consumer import Notification, Rejection
 from core.events import TRADE_FIELDS, TradeExecuted
 from core.subjects import persisted_subject
 from storage.sql.models import Trade
-from storage.sql.trade_rows import insert_trades, stored_trades
+from storage.sql.trade_rows import TradeWriter, stored_trades
 
 
 _trade_fields = attrgetter(*TRADE_FIELDS)
@@ -44,16 +44,18 @@ def differences(event: TradeExecuted, stored: Trade) -> list[str]:
 
 
 async def persist_trades(
-    sessions: async_sessionmaker[Any], committed: Callable[[], None],
+    writer: TradeWriter, sessions: async_sessionmaker[Any], committed: Callable[[], None],
     events: Sequence[TradeExecuted],
 ) -> list[Notification | Rejection]:
-    """Insert the batch in one transaction. A replay of a stored event is skipped; an event_id
-    reused with different content is rejected, so the second trade is not silently lost."""
-    async with sessions() as session, session.begin():
-        stored = await insert_trades(session, events)
-        inserted = {id(new.event) for new in stored}
-        replays = [(i, e) for i, e in enumerate(events) if id(e) not in inserted]
-        existing = await stored_trades(session, {e.event_id for _, e in replays}) if replays else {}
+    """Insert the batch. A replay of a stored event is skipped; an event_id reused with
+    different content is rejected, so the second trade is not silently lost."""
+    stored = await writer.insert(events)
+    inserted = {id(new.event) for new in stored}
+    replays = [(i, e) for i, e in enumerate(events) if id(e) not in inserted]
+    existing: dict[str, Trade] = {}
+    if replays:  # stored trades never change: reading them after the insert's commit is as good
+        async with sessions() as session:
+            existing = await stored_trades(session, {e.event_id for _, e in replays})
     if inserted:
         committed()  # wakes the background workers, which pair and index them off this path
     results: list[Notification | Rejection] = [

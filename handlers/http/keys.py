@@ -16,10 +16,12 @@ from handlers.events.outcome_worker import OutcomeWorker
 from handlers.http.prometheus import HubMetrics
 from handlers.http.websocket import WsHub
 from storage.rag.indexer import KnowledgeIndexer
+from storage.sql.trade_rows import TradeWriter
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[Any])
+TRADE_WRITER = web.AppKey("trade_writer", TradeWriter)
 NATS = web.AppKey("nats", Nats)
 NATS_URL = web.AppKey("nats_url", str)
 WS_HUB = web.AppKey("ws_hub", WsHub)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +37,18 @@ def _on_connect_set_pragmas(dbapi_connection: Any, _record: Any) -> None:
     for pragma in SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
+
+
+async def connect_sqlite_autocommit(url: URL) -> aiosqlite.Connection:
+    """A connection of its own to URL's SQLite file, outside the engine's pool and in autocommit
+    (each statement its own transaction), with the hub's pragmas. Close it: its thread keeps
+    the process alive."""
+    if not url.database or url.database == ":memory:":
+        raise ValueError("a connection of its own needs a SQLite file, not an in-memory database")
+    connection = await aiosqlite.connect(url.database, isolation_level=None)
+    for pragma in SQLITE_PRAGMAS:
+        await connection.execute(pragma)
+    return connection
 
 
 def write_transactions(url: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -10,12 +11,14 @@ from itertools import chain
 from operator import attrgetter
 from typing import Any, NamedTuple
 
+import aiosqlite
 from sqlalchemy import Select, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from core.api import TradeQuery
 from core.errors import BadRequest
 from core.events import TRADE_FIELDS, TradeExecuted
+from storage.sql.engine import connect_sqlite_autocommit
 from storage.sql.models import Trade
 
 SQLITE_ROWS_PER_STATEMENT = 32_000 // len(TRADE_FIELDS)  # under SQLite's 32,766 variables
@@ -57,24 +60,23 @@ def _sqlite_insert_sql(rows: int) -> str:
 _SQLITE_NEW_ROWS = "SELECT id, event_id FROM trades WHERE id BETWEEN ? AND ?"
 
 
-async def _insert_sqlite(connection: AsyncConnection, events: list[TradeExecuted]) -> list[Any]:
-    # The hot path of ingest: one multi-row statement per chunk with plain tuples costs a third
-    # of what the compiled Core statement costs per row (measured in tests/bench/RESULTS.md).
-    # No RETURNING: each row it returns is a step of SQLite's, after which its thread waits for
-    # the GIL the busy event loop holds. A statement's new rows get consecutive ids (SQLite
-    # gives each new row one more than the largest id; the transaction is the only writer), so
-    # a chunk that all went in needs only the last id, and one with replays reads its new rows.
+async def _insert_sqlite(connection: aiosqlite.Connection, events: list[TradeExecuted]) -> list[Any]:
+    # One multi-row statement per chunk with plain tuples costs a third of what the compiled Core
+    # statement costs per row (measured in tests/bench/RESULTS.md). No RETURNING: each row it
+    # returns is a step of SQLite's, after which the driver's thread waits for the interpreter.
+    # A statement's new rows get consecutive ids (SQLite gives each new row one more than the
+    # largest id, and the statement is the only writer while it runs), so a chunk that all went
+    # in needs only the last id, and one with replays reads its new rows back.
     found: list[Any] = []
     for start in range(0, len(events), SQLITE_ROWS_PER_STATEMENT):
         chunk = events[start:start + SQLITE_ROWS_PER_STATEMENT]
         params = tuple(chain.from_iterable(map(_sqlite_values, chunk)))
-        result = await connection.exec_driver_sql(_sqlite_insert_sql(len(chunk)), params)
-        inserted, last = result.rowcount, result.lastrowid
+        cursor = await connection.execute(_sqlite_insert_sql(len(chunk)), params)
+        inserted, last = cursor.rowcount, cursor.lastrowid or 0  # set by any row inserted
         if inserted == len(chunk):
             found += zip(range(last - inserted + 1, last + 1), (event.event_id for event in chunk))
         elif inserted:
-            new_rows = await connection.exec_driver_sql(_SQLITE_NEW_ROWS, (last - inserted + 1, last))
-            found += new_rows.all()
+            found += await connection.execute_fetchall(_SQLITE_NEW_ROWS, (last - inserted + 1, last))
     return found
 
 
@@ -98,20 +100,54 @@ async def _insert_postgresql(connection: AsyncConnection, documents: list[bytes]
     return list((await connection.exec_driver_sql(_POSTGRESQL_INSERT, (batch,))).all())
 
 
-async def insert_trades(session: AsyncSession, events: Sequence[TradeExecuted]) -> list[NewTrade]:
-    """Insert EVENTS, skipping event_ids already stored; the new rows, in id order."""
-    unique: dict[str, TradeExecuted] = {}
-    for event in events:
-        unique.setdefault(event.event_id, event)  # first occurrence wins; order is kept
-    if not unique:
-        return []
-    documents = dict(zip(unique, map(stored_json, unique.values()), strict=True))
-    connection = await session.connection()
-    if connection.dialect.name == "sqlite":
-        rows = await _insert_sqlite(connection, list(unique.values()))
-    else:
-        rows = await _insert_postgresql(connection, list(documents.values()))
-    return sorted(NewTrade(row_id, unique[event_id], documents[event_id]) for row_id, event_id in rows)
+class TradeWriter:
+    """Inserts the trades consumer's batches, skipping event_ids already stored.
+
+    On SQLite through a connection of its own in autocommit, each INSERT its own transaction:
+    one call into the driver's thread per chunk of a batch. Through the engine's pool a batch
+    took five (cursor, execute, close, commit, the pool's reset), and after each the thread
+    waited for the interpreter the busy event loop held: the commit stage ran at a third of
+    the INSERT's own speed (tests/bench/RESULTS.md, 2026-12-04). A crash between two chunks of
+    a batch leaves the first stored and unacked: they come back as replays. On PostgreSQL a
+    transaction per batch from the pool, several side by side.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sqlite: aiosqlite.Connection | None = None
+        self._opening = asyncio.Lock()
+
+    async def insert(self, events: Sequence[TradeExecuted]) -> list[NewTrade]:
+        """The new rows of EVENTS (the first of each event_id), in id order."""
+        unique: dict[str, TradeExecuted] = {}
+        for event in events:
+            unique.setdefault(event.event_id, event)  # first occurrence wins; order is kept
+        if not unique:
+            return []
+        documents = dict(zip(unique, map(stored_json, unique.values()), strict=True))
+        if self._engine.dialect.name == "sqlite":
+            rows = await self._insert_sqlite(list(unique.values()))
+        else:
+            async with self._engine.begin() as connection:
+                rows = await _insert_postgresql(connection, list(documents.values()))
+        return sorted(NewTrade(row_id, unique[event_id], documents[event_id]) for row_id, event_id in rows)
+
+    async def _insert_sqlite(self, events: list[TradeExecuted]) -> list[Any]:
+        async with self._opening:
+            if self._sqlite is None:
+                self._sqlite = await connect_sqlite_autocommit(self._engine.url)
+            connection = self._sqlite
+        try:
+            return await _insert_sqlite(connection, events)
+        except BaseException:
+            await self.close()  # whatever state it is in, the next batch gets a new connection
+            raise
+
+    async def close(self) -> None:
+        """Close SQLite's connection, if open; the next insert opens another."""
+        if self._sqlite is not None:
+            connection, self._sqlite = self._sqlite, None
+            await connection.close()
 
 
 async def stored_trades(session: AsyncSession, event_ids: set[str]) -> dict[str, Trade]:

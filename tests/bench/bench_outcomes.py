@@ -91,7 +91,7 @@ from storage.sql.outcome_rows import (
     store_outcomes,
     store_states,
 )
-from storage.sql.trade_rows import insert_trades
+from storage.sql.trade_rows import NewTrade, TradeWriter
 from tests.bench.common import cpu_seconds, percentile, quiet_hub
 from tests.support.hub_process import HubProcess
 from tests.support.postgres import PG_ENV, fresh_database
@@ -171,9 +171,12 @@ def fill_of(trade_id: int, e: TradeExecuted) -> LiveFill:
     return LiveFill(trade_id, e.timestamp.timestamp(), e.action, e.price, e.quantity, e.fee, e.confidence)
 
 
-async def store(engine: AsyncEngine, events: list[TradeExecuted]) -> list[tuple[int, TradeExecuted]]:
-    async with async_sessions(engine)() as session, session.begin():
-        return await insert_trades(session, events)
+async def store(engine: AsyncEngine, events: list[TradeExecuted]) -> list[NewTrade]:
+    writer = TradeWriter(engine)
+    try:
+        return await writer.insert(events)
+    finally:
+        await writer.close()
 
 
 async def fill(engine: AsyncEngine, specs: list[Spec]) -> Fills:
@@ -181,7 +184,7 @@ async def fill(engine: AsyncEngine, specs: list[Spec]) -> Fills:
     by_group: Fills = defaultdict(list)
     for first in range(0, len(specs), INSERT_BATCH):
         events = [event(i, specs[i]) for i in range(first, min(len(specs), first + INSERT_BATCH))]
-        for trade_id, e in await store(engine, events):
+        for trade_id, e, _ in await store(engine, events):
             by_group[(e.source, e.strategy, e.asset)].append(fill_of(trade_id, e))  # type: ignore[index]
     return by_group
 

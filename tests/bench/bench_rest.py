@@ -19,9 +19,9 @@ from pathlib import Path
 import aiohttp
 
 from core.events import TradeExecuted
-from storage.sql.engine import async_sessions, create_hub_engine
+from storage.sql.engine import create_hub_engine
 from storage.sql.migrate import upgrade
-from storage.sql.trade_rows import insert_trades
+from storage.sql.trade_rows import TradeWriter
 from tests.bench.common import percentile, quiet_hub
 
 ASSETS = ["BTC", "ETH", "SOL", "ADA", "XRP", "DOGE", "DOT", "AVAX", "LINK", "LTC"]
@@ -30,7 +30,7 @@ ASSETS = ["BTC", "ETH", "SOL", "ADA", "XRP", "DOGE", "DOT", "AVAX", "LINK", "LTC
 async def fill(db: Path, total: int) -> None:
     engine = create_hub_engine(f"sqlite+aiosqlite:///{db}")
     await upgrade(engine)
-    sessions = async_sessions(engine)
+    writer = TradeWriter(engine)
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
     for first in range(0, total, 10_000):
         events = [TradeExecuted(event_id=f"r-{i}", timestamp=start + timedelta(seconds=i),
@@ -39,8 +39,8 @@ async def fill(db: Path, total: int) -> None:
                                 reasoning="momentum and volume agree; risk budget allows a full unit",
                                 source=f"bot-{i % 7}", strategy="bench")
                   for i in range(first, min(total, first + 10_000))]
-        async with sessions() as session, session.begin():
-            await insert_trades(session, events)
+        await writer.insert(events)
+    await writer.close()
     await engine.dispose()
 
 
