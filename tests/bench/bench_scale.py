@@ -11,7 +11,8 @@ HUB_DATABASE_URL, started one after another.
 Two modes:
   drain  the instances start, the shared consumer is paused (JetStream consumer pause), the
          trades are published into the stream, and the consumer is resumed: the rate is trades /
-         (resume -> last row). No publisher competes for the cores.
+         (first delivery after the resume -> last row; see common.resume_and_wait_for_delivery).
+         No publisher competes for the cores.
   live   the instances run first; the publisher (tests/support/programs/publish_trades.py, its
          own process) streams the trades, and the rate is trades / (publisher start -> last row).
 
@@ -45,7 +46,9 @@ import orjson
 import psycopg
 from sqlalchemy.engine import make_url
 
-from tests.bench.common import cpu_seconds, machine_busy, pause_consumer, quiet_hub, wait_for_rows
+from tests.bench.common import (
+    cpu_seconds, machine_busy, pause_consumer, quiet_hub, resume_consumer, wait_for_rows,
+)
 from tests.support.hub_process import HubProcess
 from tests.support.nats_server import NatsServer
 from tests.support.postgres import fresh_database
@@ -227,13 +230,12 @@ def run_once(mode: str, count: int, total: int, base_url: str, profile: Path | N
                 if ws:
                     drains = WsDrains(hubs)
                 if mode == "drain":  # a backlog, then every instance at once
-                    pause_consumer(nats_url, "trades", True)
+                    pause_consumer(nats_url, "trades")
                     publisher, before = publish(nats_url, total)
                     publisher_cpu = reap(publisher, before)
                     start = Snapshot.take(hubs, nats_pid, url, drains)
                     signal_all(hubs, signal.SIGUSR1 if profile else None)
-                    start.at = time.perf_counter()
-                    pause_consumer(nats_url, "trades", False)
+                    start.at = resume_consumer(nats_url, "trades")
                     done = wait_for_rows(url, total)
                     signal_all(hubs, signal.SIGUSR2 if profile else None)
                 else:

@@ -8,9 +8,9 @@ import asyncio
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from nats.js import JetStreamContext
 from sqlalchemy import text
@@ -72,21 +72,26 @@ def wait_for_rows(database_url: str, total: int, publisher: subprocess.Popen[str
         engine.dispose()
 
 
-def pause_consumer(nats_url: str, durable: str, paused: bool) -> None:
-    """Pause (or resume) the durable consumer of trades DURABLE on the HUB stream: while it is
-    paused the hub's pull requests wait, and a backlog builds up."""
+def pause_consumer(nats_url: str, durable: str) -> None:
+    """Pause the durable consumer of trades DURABLE on the HUB stream: while it is paused the
+    hub's pull requests wait, and a backlog builds up."""
+    asyncio.run(_with_jetstream(nats_url, lambda js: js.pause_consumer("HUB", durable, "2100-01-01T00:00:00Z")))
+
+
+def resume_consumer(nats_url: str, durable: str) -> float:
+    """Resume DURABLE; the moment it began delivering again (resume_and_wait_for_delivery)."""
+    return cast(float, asyncio.run(_with_jetstream(
+        nats_url, lambda js: resume_and_wait_for_delivery(js, durable))))
+
+
+async def _with_jetstream(nats_url: str, call: Callable[[JetStreamContext], Awaitable[Any]]) -> Any:
     from bus.connection import connect
 
-    async def run() -> None:
-        nc = await connect(nats_url, "bench")
-        js = nc.jetstream()
-        if paused:
-            await js.pause_consumer("HUB", durable, "2100-01-01T00:00:00Z")
-        else:
-            await js.resume_consumer("HUB", durable)
+    nc = await connect(nats_url, "bench")
+    try:
+        return await call(nc.jetstream())
+    finally:
         await nc.close()
-
-    asyncio.run(run())
 
 
 async def resume_and_wait_for_delivery(js: JetStreamContext, durable: str, poll: float = 0.002) -> float:
