@@ -422,7 +422,7 @@ async def late_trade(engine: AsyncEngine, worker: OutcomeWorker, fills: list[Liv
     e = TradeExecuted(event_id=f"oc-late-{n}", timestamp=datetime.fromtimestamp(first, UTC),
                       asset=BIG[2], action="BUY", price=ASSETS[BIG[2]], quantity=1.0, fee=0.06,
                       confidence=50.0, source=BIG[0], strategy=BIG[1], reasoning="a late fill")
-    [(trade_id, stored)] = await store(engine, [e])
+    [(trade_id, stored, _)] = await store(engine, [e])
     failed = None
     started, cpu = time.perf_counter(), time.process_time()
     with profiler.on():

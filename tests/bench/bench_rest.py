@@ -1,6 +1,6 @@
 """GET /api/trades?limit=100 against a database holding a million trades.
 
-    python tests/bench/bench_rest.py [--trades 1000000] [--requests 1000]
+    python -m tests.bench.bench_rest [--trades 1000000] [--requests 1000]
 
 The rows are written straight through storage (the read path is what is measured), then the
 daemon (`python main.py`) serves them; a client sends the requests one after another and times
