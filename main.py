@@ -77,8 +77,8 @@ from handlers.http.websocket import WsHub
 from storage.rag.indexer import KnowledgeIndexer
 from storage.rag.reasoning_index import ReasoningIndex
 from storage.sql.engine import async_sessions, create_hub_engine
-from storage.sql.trade_rows import TradeWriter
 from storage.sql.migrate import prepare_schema
+from storage.sql.trade_rows import TradeWriter
 
 log = logging.getLogger("hub")
 

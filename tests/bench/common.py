@@ -105,11 +105,12 @@ async def resume_and_wait_for_delivery(js: JetStreamContext, durable: str, poll:
     """
     before = (await js.consumer_info("HUB", durable)).delivered.consumer_seq
     await js.resume_consumer("HUB", durable)
-    while True:
-        asked = time.perf_counter()
+    deadline = time.perf_counter() + 60.0
+    while (asked := time.perf_counter()) < deadline:
         await asyncio.sleep(poll)
         if (await js.consumer_info("HUB", durable)).delivered.consumer_seq > before:
             return asked
+    raise RuntimeError(f"{durable} delivered nothing within 60 s of its resume")
 
 
 def percentile(values: list[float], q: float) -> float:
