@@ -106,8 +106,8 @@ class TradeWriter:
     On SQLite through a connection of its own in autocommit, each INSERT its own transaction:
     one call into the driver's thread per chunk of a batch. Through the engine's pool a batch
     took five (cursor, execute, close, commit, the pool's reset), and after each the thread
-    waited for the interpreter the busy event loop held: the INSERT's call took four times
-    the INSERT's own time (tests/bench/RESULTS.md, 2026-12-04). A crash between two chunks of
+    waited for the interpreter the busy event loop held: an INSERT took four times as long as
+    the same statement alone (tests/bench/RESULTS.md, 2026-12-04). A crash between two chunks of
     a batch leaves the first stored and unacked: they come back as replays. On PostgreSQL a
     transaction per batch from the pool, several side by side.
     """
