@@ -10,17 +10,17 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bus.consumer import Notification, Rejection
 
 from core.events import TRADE_FIELDS, TradeExecuted
-from handlers.events.trade_executed import persist_trades, row_json, trade_document
+from handlers.events.trade_executed import persist_trades, trade_document
 from storage.sql.engine import async_sessions, create_hub_engine, write_transactions
 from storage.sql.migrate import upgrade
 from storage.sql.models import Trade
-from storage.sql.trade_rows import SQLITE_ROWS_PER_STATEMENT, TradeWriter
+from storage.sql.trade_rows import SQLITE_ROWS_PER_STATEMENT, TradeWriter, row_json
 from tests.support.payloads import trade
 
 Store = tuple[TradeWriter, async_sessionmaker[Any]]
@@ -101,6 +101,30 @@ async def test_batches_larger_than_one_statement(store: Store) -> None:
     stored = await writer.insert(events)
     assert [new.event.event_id for new in stored] == [e.event_id for e in events]
     assert len({new.id for new in stored}) == total
+
+
+_REFUSE = {  # a trigger that fails the insert of one event_id: a batch failing in its last statement
+    "sqlite": ["CREATE TRIGGER refuse BEFORE INSERT ON trades WHEN NEW.event_id = 'big-last' "
+               "BEGIN SELECT RAISE(ABORT, 'refused'); END"],
+    "postgresql": ["CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN RAISE EXCEPTION 'refused'; END $$",
+                   "CREATE TRIGGER refuse BEFORE INSERT ON trades FOR EACH ROW "
+                   "WHEN (NEW.event_id = 'big-last') EXECUTE FUNCTION refuse()"],
+}
+
+
+async def test_a_batch_larger_than_one_statement_is_stored_whole_or_not_at_all(store: Store) -> None:
+    writer, sessions = store
+    events = [TradeExecuted.model_validate(trade(event_id=f"big-{i}")) for i in range(SQLITE_ROWS_PER_STATEMENT * 2)]
+    events.append(TradeExecuted.model_validate(trade(event_id="big-last")))
+    async with sessions() as session, session.begin():
+        for statement in _REFUSE[session.bind.dialect.name]:
+            await session.execute(text(statement))
+    with pytest.raises(Exception, match="refused"):
+        await writer.insert(events)
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Trade)) == 0
+    assert len(await writer.insert(events[:-1])) == len(events) - 1  # a new connection, and it works
 
 
 async def test_overlapping_batches_committing_at_once_store_each_trade_once(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -13,18 +12,12 @@ from bus.consumer import Notification, Rejection
 from core.events import TRADE_FIELDS, TradeExecuted
 from core.subjects import persisted_subject
 from storage.sql.models import Trade
-from storage.sql.trade_rows import TradeWriter, stored_trades
+from storage.sql.trade_rows import TradeWriter, row_json, stored_trades
 
 
-_trade_fields = attrgetter(*TRADE_FIELDS)
 UNKNOWN_OUTCOME = {"status": None, "realized_pnl": None}
 COMPARED = TRADE_FIELDS[1:]  # all but event_id, which found the stored trade
 _UNKNOWN_JSON = orjson.dumps(UNKNOWN_OUTCOME)
-
-
-def row_json(trade: Trade) -> bytes:
-    """A stored row's fields as a JSON object, as storage.sql.trade_rows.stored_json writes an event's."""
-    return orjson.dumps(dict(zip(TRADE_FIELDS, _trade_fields(trade), strict=True)), option=orjson.OPT_UTC_Z)
 
 
 def trade_document(row_id: int, fields: bytes) -> bytes:

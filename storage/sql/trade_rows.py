@@ -12,6 +12,7 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 import aiosqlite
+import orjson
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -42,6 +43,11 @@ def stored_json(event: TradeExecuted) -> bytes:
     return TradeExecuted.__pydantic_serializer__.to_json(event, exclude=_NOT_STORED)
 
 
+def row_json(trade: Trade) -> bytes:
+    """A stored row's fields as a JSON object, as stored_json writes an event's."""
+    return orjson.dumps(dict(zip(TRADE_FIELDS, _row(trade), strict=True)), option=orjson.OPT_UTC_Z)
+
+
 def _sqlite_values(event: TradeExecuted) -> list[Any]:
     """A row in TRADE_FIELDS order, with the timestamp as the text SQLAlchemy's SQLite DATETIME
     stores: naive UTC, microseconds, space-separated (the first 26 characters of UTC's
@@ -66,7 +72,11 @@ async def _insert_sqlite(connection: aiosqlite.Connection, events: list[TradeExe
     # returns is a step of SQLite's, after which the driver's thread waits for the interpreter.
     # A statement's new rows get consecutive ids (SQLite gives each new row one more than the
     # largest id, and the statement is the only writer while it runs), so a chunk that all went
-    # in needs only the last id, and one with replays reads its new rows back.
+    # in needs only the last id, and one with replays reads its new rows back. A batch of more
+    # than one statement is one transaction all the same.
+    several = len(events) > SQLITE_ROWS_PER_STATEMENT
+    if several:
+        await connection.execute("BEGIN IMMEDIATE")
     found: list[Any] = []
     for start in range(0, len(events), SQLITE_ROWS_PER_STATEMENT):
         chunk = events[start:start + SQLITE_ROWS_PER_STATEMENT]
@@ -77,6 +87,8 @@ async def _insert_sqlite(connection: aiosqlite.Connection, events: list[TradeExe
             found += zip(range(last - inserted + 1, last + 1), (event.event_id for event in chunk))
         elif inserted:
             found += await connection.execute_fetchall(_SQLITE_NEW_ROWS, (last - inserted + 1, last))
+    if several:
+        await connection.execute("COMMIT")
     return found
 
 
@@ -103,13 +115,14 @@ async def _insert_postgresql(connection: AsyncConnection, documents: list[bytes]
 class TradeWriter:
     """Inserts the trades consumer's batches, skipping event_ids already stored.
 
-    On SQLite through a connection of its own in autocommit, each INSERT its own transaction:
-    one call into the driver's thread per chunk of a batch. Through the engine's pool a batch
+    On SQLite through a connection of its own in autocommit: a batch of up to
+    SQLITE_ROWS_PER_STATEMENT trades is one statement, its own transaction, and one call into
+    the driver's thread (a larger one is wrapped in BEGIN and COMMIT). Through the engine's pool a batch
     took five (cursor, execute, close, commit, the pool's reset), and after each the thread
     waited for the interpreter the busy event loop held: an INSERT took four times as long as
-    the same statement alone (tests/bench/RESULTS.md, 2026-12-04). A crash between two chunks of
-    a batch leaves the first stored and unacked: they come back as replays. On PostgreSQL a
-    transaction per batch from the pool, several side by side.
+    the same statement alone (tests/bench/RESULTS.md, 2026-12-04). On a failure the connection
+    is closed, which rolls back what it held. On PostgreSQL a transaction per batch from the
+    pool, several side by side.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
