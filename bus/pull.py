@@ -124,8 +124,9 @@ class PullSubscription:
         await self._top_up()
         if not self._buffer:
             self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), timeout)
+            try:  # a timeout scope, not wait_for: no task is made for each wait
+                async with asyncio.timeout(timeout):
+                    await self._arrived.wait()
             except TimeoutError:
                 return []
         count = min(len(self._buffer), max_messages)
