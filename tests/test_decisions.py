@@ -260,7 +260,11 @@ async def test_backtest_trades_are_searchable_and_marked(hub: Hub, nc: Nats) -> 
         top = await search(hub, q="RSI 27 oversold", k=2)
         return [t["reasoning"] for t in top] == ["RSI 27: oversold"] * 2
 
+    async def exit_first() -> bool:  # until its vector is in, the entry may tie with the exit
+        return (await search(hub, q="RSI 72 overbought", kind="backtest", k=1))[0]["reasoning"] == "RSI 72: overbought"
+
     await eventually(both, timeout=60)
+    await eventually(exit_first, timeout=60)
     kinds = {t["kind"]: t for t in await search(hub, q="RSI 27 oversold", k=2)}
     assert kinds["backtest"]["backtest_id"] is not None and kinds["backtest"]["source"] is None
     tested = await search(hub, q="RSI 72 overbought", kind="backtest", k=1)
