@@ -44,15 +44,15 @@ class ReasoningWorker:
     sessions: async_sessionmaker[Any]
     index: ReasoningIndex
     batch: int = 5000  # trades mapped per pass
-    # Texts embedded per pass, the next batch's embedding overlapping this one's insert: 0.95-0.97
-    # of the embedder's own rate at 1,024 on a busy machine (0.83-0.88 at 512), 0.87-0.88 on an
-    # idle one, where Chroma's insert competes with the embedder for the cores (tests/bench/RESULTS.md).
+    # Texts embedded per pass, beside the last batch's insert and the next batch's read: 0.91-1.03
+    # of the embedder's own rate (0.87-0.90 with the read after the embedding; tests/bench/RESULTS.md).
     embed_batch: int = 1024
     pacing: Pacing = field(default_factory=Pacing)
     holder: str = field(default_factory=lambda: f"hub-{uuid.uuid4()}")
     mapped: int = 0  # trades this instance mapped
     _storing: asyncio.Task[None] | None = None  # the last embedded batch, going into Chroma
     _storing_through: int = 0  # the last text id of that batch
+    _reading: tuple[int, asyncio.Task[list[tuple[int, str]]]] | None = None  # the next batch: after which id
     _frontiers: dict[Kind, IdFrontier] = field(default_factory=lambda: {k: IdFrontier() for k in CHECKPOINTS})
 
     def wake(self, behind: bool) -> None:
@@ -148,27 +148,54 @@ class ReasoningWorker:
         log.info("sweep: mapped %d trades committed below the checkpoint", sum(map(len, late.values())))
 
     async def _embed(self, generation: int) -> bool:
-        """Embed the next texts (in a thread) while the batch before them goes into Chroma.
-
-        Chroma's insert takes about a fifth of what embedding takes; overlapped, the worker runs
-        at the embedder's own rate. The checkpoint moves once a batch is stored.
-        """
-        async with self.sessions() as session:
-            mark = self._storing_through if self._storing else await watermark(session, self._vectors_mark)
-            texts = await texts_after(session, mark, self.embed_batch)
+        """Embed the next texts (in a thread) while the batch before them goes into Chroma and
+        the batch after them is read: the embedder waits on neither. The checkpoint moves once
+        a batch is stored."""
+        texts = await self._texts_to_embed()
         if not texts:
             await self.stored()
             return False
+        # Read beside the embedding: after it, beside Chroma's insert, a read took 110-165 ms.
+        self._reading = (texts[-1][0], asyncio.create_task(self._texts_after(texts[-1][0])))
         vectors = await asyncio.to_thread(self.index.vectors, texts)
-        await self.stored()
+        await self._previous_stored()
         self._storing = asyncio.create_task(self._store(texts, vectors, generation))
         self._storing_through = texts[-1][0]
         return True  # at least one more pass: the one that sees this batch stored
 
+    async def _texts_to_embed(self) -> list[tuple[int, str]]:
+        """The batch after the one going into Chroma, or after the checkpoint if none is."""
+        if self._storing is None:
+            async with self.sessions() as session:
+                mark = await watermark(session, self._vectors_mark)
+        else:
+            mark = self._storing_through
+        if self._reading is not None and self._reading[0] == mark:
+            reading, self._reading = self._reading[1], None
+            return await reading
+        await self._drop_reading()  # it read after a batch that then failed to be stored
+        return await self._texts_after(mark)
+
+    async def _texts_after(self, mark: int) -> list[tuple[int, str]]:
+        async with self.sessions() as session:
+            return await texts_after(session, mark, self.embed_batch)
+
+    async def _drop_reading(self) -> None:
+        if self._reading is not None:
+            reading, self._reading = self._reading[1], None
+            reading.cancel()
+            await asyncio.wait([reading])
+            if not reading.cancelled():
+                reading.exception()  # retrieved: a failed read of a dropped batch is no error
+
     async def stored(self) -> None:
-        """Wait until the batch going into Chroma is stored and checkpointed (if one is); its
-        failure (Chroma away, the lease lost) is raised here, and the next pass starts again
-        from the checkpoint."""
+        """Wait until the batch going into Chroma is stored and checkpointed (if one is), and
+        drop the read of the batch after it; the store's failure (Chroma away, the lease lost)
+        is raised here, and the next pass starts again from the checkpoint."""
+        await self._drop_reading()
+        await self._previous_stored()
+
+    async def _previous_stored(self) -> None:
         storing, self._storing = self._storing, None
         if storing is not None:
             await storing

@@ -3,6 +3,7 @@ warm search / similar / recall latency, query embedding included.
 
     .venv/bin/python -m tests.bench.bench_decisions [--trades 1000000] [--distinct 100000]
                                                     [--queries 200] [--embed-budget 900]
+                                                    [--round-texts 4096]
                                                     [--reuse FOLDER]
 
 The trades (deterministic seed) are written straight into a SQLite file in a scratch folder
@@ -14,10 +15,12 @@ and context, so bots repeat texts as they do.
               lookup): trades per second over all --trades, beside reading the same trades
               in the same batches and writing nothing (the reference), and the ratio.
 2. embedding  the worker embeds every distinct text, in its batches, into Chroma: texts per
-              second, beside the embedder's own rate on 2,000 of the same texts in the same
-              run (embed() in batches of 32, nothing else), and the ratio. Past
-              --embed-budget seconds the rest are embedded the same way, untimed (step 3
-              needs the whole index).
+              second, beside the embedder's own rate (embed() on as many of the same texts,
+              nothing else), and the ratio. The two take turns in rounds of --round-texts
+              texts, the reference first in every other round, so that the machine's drift
+              over the minutes falls on both alike; the ratio of each round is printed too.
+              Past --embed-budget seconds the rest are embedded untimed (step 3 needs the
+              whole index).
 3. queries    DecisionMemory.search (k=10), .similar (k=20, scope all, a random trade each
               time) and .recall (k=10) --queries times each after 20 warm-ups: p50 / p99.
 """
@@ -124,12 +127,20 @@ async def main(args: argparse.Namespace) -> None:
     await engine.dispose()
 
 
-async def embedder_rate(index: ReasoningIndex, sample: list[str]) -> float:
-    """The embedder's own rate on SAMPLE, texts/s (measured before and after the worker's run:
-    the machine's speed drifts over a minute)."""
+async def embedder_seconds(index: ReasoningIndex, sample: list[str]) -> float:
+    """Seconds the embedder alone takes over SAMPLE: the reference."""
     started = time.perf_counter()
     await asyncio.to_thread(index.embedder.embed, sample)
-    return len(sample) / (time.perf_counter() - started)
+    return time.perf_counter() - started
+
+
+async def worker_seconds(index: ReasoningIndex, worker: ReasoningWorker, generation: int, texts: int) -> float:
+    """Seconds the worker takes to embed and store about TEXTS more texts (whole batches)."""
+    started, target = time.perf_counter(), index.embedded + texts
+    while index.embedded < target and await worker._embed(generation):
+        pass
+    await worker.stored()  # the round's last batch into Chroma before the reference runs
+    return time.perf_counter() - started
 
 
 async def build(sessions: Any, index: ReasoningIndex, worker: ReasoningWorker, args: argparse.Namespace) -> None:
@@ -152,16 +163,25 @@ async def build(sessions: Any, index: ReasoningIndex, worker: ReasoningWorker, a
           f"reading them alone (the same batches, nothing written): {worker.mapped / reading:,.0f} trades/s; "
           f"ratio {reading / mapping:.2f}")
 
-    before = await embedder_rate(index, texts[-2000:])
-    started, deadline = time.perf_counter(), time.perf_counter() + args.embed_budget
-    while time.perf_counter() < deadline and await worker._embed(generation):
-        pass
-    embedding = time.perf_counter() - started
-    rate = index.embedded / embedding
-    after = await embedder_rate(index, texts[:2000])
-    own_rate = (before + after) / 2
-    print(f"2. embedding  {index.embedded:,} texts in {embedding:.0f} s: {rate:,.0f} texts/s; the embedder "
-          f"alone: {own_rate:,.0f} texts/s (before {before:,.0f}, after {after:,.0f}); ratio {rate / own_rate:.2f}")
+    sample = texts[:args.round_texts]
+    spent = {"worker": 0.0, "alone": 0.0}
+    rounds, deadline = 0, time.perf_counter() + args.embed_budget
+    while time.perf_counter() < deadline and index.embedded < len(texts):
+        done, alone_first = index.embedded, rounds % 2 == 1
+        alone = await embedder_seconds(index, sample) if alone_first else 0.0
+        worked = await worker_seconds(index, worker, generation, args.round_texts)
+        alone += 0.0 if alone_first else await embedder_seconds(index, sample)
+        count = index.embedded - done
+        alone *= count / len(sample)  # the worker's round ends on a whole batch
+        spent["worker"] += worked
+        spent["alone"] += alone
+        rounds += 1
+        print(f"   round {rounds}: {count:,} texts, worker {count / worked:,.0f} texts/s, "
+              f"alone {count / alone:,.0f}, ratio {alone / worked:.2f}")
+    if rounds:
+        rate, own_rate = index.embedded / spent["worker"], index.embedded / spent["alone"]
+        print(f"2. embedding  {index.embedded:,} texts in {spent['worker']:.0f} s: {rate:,.0f} texts/s; the embedder "
+              f"alone on as many: {own_rate:,.0f} texts/s; ratio {rate / own_rate:.2f} ({rounds} rounds)")
     while await worker._embed(generation):  # the rest, so that the queries see a whole index
         pass
     await worker.sync_lexical(limit=args.distinct + 1)
@@ -185,5 +205,6 @@ if __name__ == "__main__":
     parser.add_argument("--distinct", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--embed-budget", type=float, default=900.0)
+    parser.add_argument("--round-texts", type=int, default=4096, help="texts per round of step 2")
     parser.add_argument("--reuse", type=Path, help="a scratch folder of an earlier run: only step 3")
     asyncio.run(main(parser.parse_args()))
