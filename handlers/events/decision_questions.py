@@ -38,8 +38,9 @@ class DecisionMemory:
     async def search(self, query: DecisionSearch) -> DecisionPage:
         """Trades whose reasoning matches the query, best first."""
         kinds: tuple[Kind, ...] = (query.kind,) if query.kind else ("live", "backtest")
-        found = await self._find(lambda n: self.worker.index.search(query.q, n), query, kinds, query.k)
-        return DecisionPage(results=found, index=await self.worker.lag())
+        found, lag = await asyncio.gather(
+            self._find(lambda n: self.worker.index.search(query.q, n), query, kinds, query.k), self.worker.lag())
+        return DecisionPage(results=found, index=lag)
 
     async def similar(self, trade_id: int, query: SimilarQuery) -> SimilarDecisions:
         """The earlier live trades reasoned most like trade TRADE_ID, and how they turned out."""
@@ -51,17 +52,18 @@ class DecisionMemory:
         text_id, text = stored if stored is not None else (None, trade.reasoning)
         same = query.scope == "same_source"
         before = Before(trade.timestamp, trade.id, same_source=same, source=trade.source)
-        found = [] if not text.strip() else await self._find(
+        found, lag = await asyncio.gather(self._find(
             lambda n: self.worker.index.similar(text_id, text, n), DecisionFilter(), ("live",),
-            query.k, before)
-        return SimilarDecisions(results=found, summary=summarize(found), index=await self.worker.lag())
+            query.k, before) if text.strip() else _no_decisions(), self.worker.lag())
+        return SimilarDecisions(results=found, summary=summarize(found), index=lag)
 
     async def recall(self, request: RecallRequest) -> SimilarDecisions:
         """What happened the last times a live trade was reasoned like this draft."""
         where = DecisionFilter(asset=request.asset, source=request.source, strategy=request.strategy)
-        found = await self._find(lambda n: self.worker.index.search(request.reasoning, n), where,
-                                 ("live",), request.k)
-        return SimilarDecisions(results=found, summary=summarize(found), index=await self.worker.lag())
+        found, lag = await asyncio.gather(self._find(
+            lambda n: self.worker.index.search(request.reasoning, n), where, ("live",), request.k),
+            self.worker.lag())
+        return SimilarDecisions(results=found, summary=summarize(found), index=lag)
 
     async def _find(self, rank: Any, where: DecisionFilter, kinds: Sequence[Kind], k: int,
                     before: Before | None = None) -> list[Decision]:
@@ -99,3 +101,8 @@ class DecisionMemory:
                       for kind in kinds}
         return [loaded[kind][trade_id].model_copy(update={"score": scores[text_id]})
                 for kind, text_id, trade_id, _ in best if trade_id in loaded[kind]]
+
+
+async def _no_decisions() -> list[Decision]:
+    """What a trade without reasoning is similar to."""
+    return []

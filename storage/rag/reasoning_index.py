@@ -10,7 +10,8 @@ Blocking by design: the hub calls it through asyncio.to_thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from core.settings import Settings
 from storage.rag.embedding import Embedder, shared_embedder
@@ -35,6 +36,9 @@ class ReasoningIndex:
         self._lexical: LexicalIndex | None = None
         self._vectors = VectorStore(settings.chroma_url, settings.data_dir / "chroma", prefix="")
         self._lock = threading.Lock()
+        # The lexical side runs here while the caller's thread embeds and asks Chroma: both wait
+        # in C code (FTS5; onnxruntime and Chroma), so a hybrid query takes the longer of the two.
+        self._beside = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reasoning-lexical")
         self.embedded = 0  # texts this instance embedded
         self._has_vectors = False
 
@@ -61,6 +65,7 @@ class ReasoningIndex:
                 self._lexical.close()
                 self._lexical = None
         self._vectors.close()
+        self._beside.shutdown()
 
     def lexical_mark(self) -> int:
         """Every text up to this id is in the lexical index."""
@@ -88,8 +93,7 @@ class ReasoningIndex:
 
     def search(self, query: str, n: int) -> Ranking:
         """Text ids best first, hybrid: the top N by meaning and by words, fused."""
-        dense = self._dense(query, None, n)
-        return fuse([dense, self.lexical.search(query, None, n)])
+        return self._hybrid(lambda: self._dense(query, None, n), query, n)
 
     def search_dense(self, query: str, n: int) -> Ranking:
         """By meaning only; score is cosine similarity."""
@@ -101,7 +105,11 @@ class ReasoningIndex:
 
     def similar(self, text_id: int | None, text: str, n: int) -> Ranking:
         """Like search, for a stored text: its own vector is used when it has one."""
-        return fuse([self._dense(text, text_id, n), self.lexical.search(text, None, n)])
+        return self._hybrid(lambda: self._dense(text, text_id, n), text, n)
+
+    def _hybrid(self, dense: Callable[[], Ranking], text: str, n: int) -> Ranking:
+        lexical = self._beside.submit(self.lexical.search, text, None, n)
+        return fuse([dense(), lexical.result()])
 
     def _dense(self, text: str, text_id: int | None, n: int) -> Ranking:
         # Until a first vector is seen there is nothing to ask (the collection may not exist);
