@@ -184,7 +184,7 @@ async def test_decision_memory_keeps_its_vectors_on_the_server(chroma_hub: Hub, 
         await publish_trade(nc, event_id=f"chroma-memory-{number}", reasoning=reasoning)
 
     async def embedded() -> bool:
-        collection = chroma_hub.app[MEMORY].worker.index.collection  # "reasoning-int8" by default
+        collection = chroma_hub.app[MEMORY].worker.index.collection  # "reasoning-int8-w7" by default
         return server_counts(chroma).get(collection) == len(reasonings)
 
     await eventually(embedded, timeout=60, what="the reasoning vectors on the server")

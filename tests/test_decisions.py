@@ -198,7 +198,7 @@ async def test_another_precision_embeds_into_its_own_collection_not_among_the_ol
     nc: Nats, tmp_path: Path, nats_url: str, sqlite_url: str
 ) -> None:
     settings = hub_settings(tmp_path, nats_url, sqlite_url)
-    plan = [("float32", "reasoning", OVERSOLD, 1), ("int8", "reasoning-int8", BREAKOUT, 2)]
+    plan = [("float32", "reasoning", OVERSOLD, 1), ("int8", "reasoning-int8-w7", BREAKOUT, 2)]
     for trades, (precision, collection, reasoning, embedded) in enumerate(plan, start=1):
         hub = await start_hub(settings.model_copy(update={"embedding_precision": precision}))
         try:

@@ -83,7 +83,7 @@ def test_the_setting_chooses_the_precision(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.delenv("HUB_EMBEDDING_PRECISION", raising=False)
     assert Settings(_env_file=None).embedding_precision == "int8"
     for precision, backend, model in [("float32", "onnx", "all-MiniLM-L6-v2"),
-                                      ("int8", "onnx-int8", "all-MiniLM-L6-v2+int8")]:
+                                      ("int8", "onnx-int8", "all-MiniLM-L6-v2+int8-w7")]:
         monkeypatch.setenv("HUB_EMBEDDING_PRECISION", precision)
         indexer = KnowledgeIndexer(Settings(data_dir=tmp_path))
         assert indexer.embedder.backend == backend and indexer.embedder.model_id == model

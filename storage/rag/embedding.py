@@ -127,10 +127,16 @@ class Embedder:
         return normalise(mean_pool(self._encoder(ids, mask), mask))
 
 
+# The int8 graph's version, in the names of the stores its vectors go to (the knowledge base's
+# pipeline id, the reasoning collection): a change that moves its vectors takes a new one, and
+# those stores re-embed. "int8-w7": weights in 7 bits (minilm_int8.WEIGHT_LEVELS), 2026-12-04.
+INT8_GRAPH = "int8-w7"
+
+
 def model_id(precision: str) -> str:
-    """What makes the vectors, without loading the model: "all-MiniLM-L6-v2", and "+int8" for
+    """What makes the vectors, without loading the model: "all-MiniLM-L6-v2", and "+int8-w7" for
     the int8 encoder (within cosine 0.99 of float32's vectors, not equal to them)."""
-    return MODEL if precision == "float32" else f"{MODEL}+{precision}"
+    return MODEL if precision == "float32" else f"{MODEL}+{INT8_GRAPH}"
 
 
 _shared: dict[str, Embedder] = {}

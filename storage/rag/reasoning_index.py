@@ -1,6 +1,6 @@
 """The reasoning index: every distinct reasoning text, searchable by its words (SQLite FTS5,
 in this instance's data folder) and by its meaning (the Chroma collection "reasoning", or
-"reasoning-int8" for the int8 encoder).
+"reasoning-int8-w7" for the int8 encoder's current graph).
 
 The knowledge base's pieces, reused: the same lexical index and query terms, the same
 embedding model, the same fusion. Ids are the texts' database ids, as strings, on both sides.
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from core.settings import Settings
-from storage.rag.embedding import Embedder, shared_embedder
+from storage.rag.embedding import INT8_GRAPH, Embedder, shared_embedder
 from storage.rag.fusion import Ranking, fuse
 from storage.rag.lexical import LexicalIndex, StoredChunk
 from storage.rag.minilm import F32
@@ -30,9 +30,9 @@ class ReasoningIndex:
         self._path = settings.data_dir / "reasoning.db"
         self._embedder = embedder
         self.precision = embedder.precision if embedder else settings.embedding_precision
-        # One collection per precision: changing the setting re-embeds into its own collection
-        # (from its own checkpoint) instead of mixing int8 and float32 vectors in one.
-        self.collection = COLLECTION if self.precision == "float32" else f"{COLLECTION}-{self.precision}"
+        # One collection per precision and int8 graph: a change of either re-embeds into its own
+        # collection (from its own checkpoint) instead of mixing two kinds of vectors in one.
+        self.collection = COLLECTION if self.precision == "float32" else f"{COLLECTION}-{INT8_GRAPH}"
         self._lexical: LexicalIndex | None = None
         self._vectors = VectorStore(settings.chroma_url, settings.data_dir / "chroma", prefix="")
         self._lock = threading.Lock()
