@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from core.decisions import (
-    Decision, DecisionFilter, DecisionPage, DecisionSearch, Kind, RecallRequest, SimilarDecisions,
-    SimilarQuery, summarize,
+    Decision, DecisionFilter, DecisionPage, DecisionSearch, IndexLag, Kind, RecallRequest,
+    SimilarDecisions, SimilarQuery, summarize,
 )
 from core.errors import NotFound
 from handlers.events.reasoning_worker import ReasoningWorker
@@ -38,8 +38,7 @@ class DecisionMemory:
     async def search(self, query: DecisionSearch) -> DecisionPage:
         """Trades whose reasoning matches the query, best first."""
         kinds: tuple[Kind, ...] = (query.kind,) if query.kind else ("live", "backtest")
-        found, lag = await asyncio.gather(
-            self._find(lambda n: self.worker.index.search(query.q, n), query, kinds, query.k), self.worker.lag())
+        found, lag = await self._answer(lambda n: self.worker.index.search(query.q, n), query, kinds, query.k)
         return DecisionPage(results=found, index=lag)
 
     async def similar(self, trade_id: int, query: SimilarQuery) -> SimilarDecisions:
@@ -52,18 +51,22 @@ class DecisionMemory:
         text_id, text = stored if stored is not None else (None, trade.reasoning)
         same = query.scope == "same_source"
         before = Before(trade.timestamp, trade.id, same_source=same, source=trade.source)
-        found, lag = await asyncio.gather(self._find(
+        found, lag = await self._answer(
             lambda n: self.worker.index.similar(text_id, text, n), DecisionFilter(), ("live",),
-            query.k, before) if text.strip() else _no_decisions(), self.worker.lag())
+            query.k, before) if text.strip() else ([], await self.worker.lag())
         return SimilarDecisions(results=found, summary=summarize(found), index=lag)
 
     async def recall(self, request: RecallRequest) -> SimilarDecisions:
         """What happened the last times a live trade was reasoned like this draft."""
         where = DecisionFilter(asset=request.asset, source=request.source, strategy=request.strategy)
-        found, lag = await asyncio.gather(self._find(
-            lambda n: self.worker.index.search(request.reasoning, n), where, ("live",), request.k),
-            self.worker.lag())
+        found, lag = await self._answer(
+            lambda n: self.worker.index.search(request.reasoning, n), where, ("live",), request.k)
         return SimilarDecisions(results=found, summary=summarize(found), index=lag)
+
+    async def _answer(self, rank: Any, where: DecisionFilter, kinds: Sequence[Kind], k: int,
+                      before: Before | None = None) -> tuple[list[Decision], IndexLag]:
+        """_find's decisions and, counted beside them, the index lag every answer carries."""
+        return await asyncio.gather(self._find(rank, where, kinds, k, before), self.worker.lag())
 
     async def _find(self, rank: Any, where: DecisionFilter, kinds: Sequence[Kind], k: int,
                     before: Before | None = None) -> list[Decision]:
@@ -101,8 +104,3 @@ class DecisionMemory:
                       for kind in kinds}
         return [loaded[kind][trade_id].model_copy(update={"score": scores[text_id]})
                 for kind, text_id, trade_id, _ in best if trade_id in loaded[kind]]
-
-
-async def _no_decisions() -> list[Decision]:
-    """What a trade without reasoning is similar to."""
-    return []

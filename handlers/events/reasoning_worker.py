@@ -44,8 +44,9 @@ class ReasoningWorker:
     sessions: async_sessionmaker[Any]
     index: ReasoningIndex
     batch: int = 5000  # trades mapped per pass
-    # Texts embedded per pass, beside the last batch's insert and the next batch's read: 0.91-1.03
-    # of the embedder's own rate (0.87-0.90 with the read after the embedding; tests/bench/RESULTS.md).
+    # Texts embedded per pass, beside the last batch's insert and the next batch's read: 0.85-1.03
+    # of the embedder's own rate, median 0.94 of six runs (0.87-0.90 with the read after the
+    # embedding; tests/bench/RESULTS.md).
     embed_batch: int = 1024
     pacing: Pacing = field(default_factory=Pacing)
     holder: str = field(default_factory=lambda: f"hub-{uuid.uuid4()}")

@@ -20,7 +20,7 @@ from storage.rag.chunking import VERSION as CHUNKER_VERSION
 from storage.rag.daemon_client import index_through_daemon, other_daemon
 from storage.rag.embedding import Embedder, model_id, shared_embedder
 from storage.rag.files import check_domains, safe_source, walk, write_document
-from storage.rag.fusion import Ranking, fuse
+from storage.rag.fusion import Ranking, hybrid
 from storage.rag.lexical import LexicalIndex
 from storage.rag.sync import Progress, Sync
 from storage.rag.vectors import VectorStore
@@ -128,7 +128,7 @@ class KnowledgeIndexer:
         domains, n = self._check(domain, k), max(4 * k, 20)
         if not query.strip():
             return []
-        fused = fuse([self._dense(query, domains, n), self.lexical.search(query, domain, n)])
+        fused = hybrid(lambda: self._dense(query, domains, n), lambda: self.lexical.search(query, domain, n))
         return self._hits(fused, k)
 
     def search_dense(self, query: str, domain: str | None = None, k: int = 5) -> list[SearchHit]:

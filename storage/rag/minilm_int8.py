@@ -1,8 +1,8 @@
 """The int8 encoder: MiniLM's four matrices per layer run by onnxruntime's int8 kernels.
 
 Built at load time from the same weights as the float32 graph; nothing is downloaded or stored.
-Weights are int8 per output column (7 bits of it, see WEIGHT_LEVELS); activations are quantized per batch (onnxruntime's dynamic
-quantization: one uint8 scale per tensor). Done plainly that loses too much on short texts
+Weights are int8 per output column (7 bits of it, see WEIGHT_LEVELS); activations are
+quantized per batch (onnxruntime's dynamic quantization: one uint8 scale per tensor). Done plainly that loses too much on short texts
 (cosine 0.978 to float32): a few activation channels, mostly of the [CLS] token, are ten times
 larger than the rest and set the scale. Two rewrites, exact in float32, take them out first:
 

@@ -10,12 +10,11 @@ Blocking by design: the hub calls it through asyncio.to_thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 
 from core.settings import Settings
 from storage.rag.embedding import INT8_GRAPH, Embedder, shared_embedder
-from storage.rag.fusion import Ranking, fuse
+from storage.rag.fusion import Ranking, hybrid
 from storage.rag.lexical import LexicalIndex, StoredChunk
 from storage.rag.minilm import F32
 from storage.rag.vectors import VectorStore
@@ -36,9 +35,6 @@ class ReasoningIndex:
         self._lexical: LexicalIndex | None = None
         self._vectors = VectorStore(settings.chroma_url, settings.data_dir / "chroma", prefix="")
         self._lock = threading.Lock()
-        # The lexical side runs here while the caller's thread embeds and asks Chroma: both wait
-        # in C code (FTS5; onnxruntime and Chroma), so a hybrid query takes the longer of the two.
-        self._beside = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reasoning-lexical")
         self.embedded = 0  # texts this instance embedded
         self._has_vectors = False
 
@@ -65,7 +61,6 @@ class ReasoningIndex:
                 self._lexical.close()
                 self._lexical = None
         self._vectors.close()
-        self._beside.shutdown()
 
     def lexical_mark(self) -> int:
         """Every text up to this id is in the lexical index."""
@@ -93,7 +88,7 @@ class ReasoningIndex:
 
     def search(self, query: str, n: int) -> Ranking:
         """Text ids best first, hybrid: the top N by meaning and by words, fused."""
-        return self._hybrid(lambda: self._dense(query, None, n), query, n)
+        return hybrid(lambda: self._dense(query, None, n), lambda: self.lexical.search(query, None, n))
 
     def search_dense(self, query: str, n: int) -> Ranking:
         """By meaning only; score is cosine similarity."""
@@ -105,11 +100,7 @@ class ReasoningIndex:
 
     def similar(self, text_id: int | None, text: str, n: int) -> Ranking:
         """Like search, for a stored text: its own vector is used when it has one."""
-        return self._hybrid(lambda: self._dense(text, text_id, n), text, n)
-
-    def _hybrid(self, dense: Callable[[], Ranking], text: str, n: int) -> Ranking:
-        lexical = self._beside.submit(self.lexical.search, text, None, n)
-        return fuse([dense(), lexical.result()])
+        return hybrid(lambda: self._dense(text, text_id, n), lambda: self.lexical.search(text, None, n))
 
     def _dense(self, text: str, text_id: int | None, n: int) -> Ranking:
         # Until a first vector is seen there is nothing to ask (the collection may not exist);
